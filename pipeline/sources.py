@@ -1,0 +1,175 @@
+"""Read access to a database being checked: SQLite files now, PostgreSQL schemas too.
+
+The profiler, the contract executor and the quality scorer talk to a ``Source`` only,
+so the same code judges the raw file, the cleaned file and the migrated schema, and
+their scores compare. Whole-table questions (duplicates, orphans, storage classes) are
+pushed down to SQL; values come out in batches, never a whole table at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+
+from pipeline.errors import InputFileError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def quote_sqlite(name: str) -> str:
+    """Quote an identifier for SQLite (headers come from user files)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Source(Protocol):
+    """What a checker may ask of a database."""
+
+    label: str
+
+    def tables(self) -> list[str]: ...
+
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        """(name, declared type) per column, in table order."""
+
+    def row_count(self, table: str) -> int: ...
+
+    def iter_batches(
+        self, table: str, columns: Sequence[str], batch_rows: int = 50_000, *, limit: int | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of the named columns, in a stable order, ``batch_rows`` at a time."""
+
+    def duplicate_keys(self, table: str, key: Sequence[str], limit: int = 10) -> tuple[int, list[tuple]]:
+        """(rows repeating a key already seen: rows minus distinct keys, a sample of such keys)."""
+
+    def orphans(
+        self,
+        table: str,
+        column: str,
+        target_table: str,
+        target_column: str,
+        ignore: Sequence[Any] = (),
+        limit: int = 10,
+    ) -> tuple[int, int, list[Any]]:
+        """(orphan rows, rows with a reference, a sample of orphan values)."""
+
+    def close(self) -> None: ...
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_sqlite_file(path: str | Path, what: str = "--source") -> Path:
+    """Fail with a remedy unless ``path`` is an existing, readable SQLite database."""
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{what} {p} does not exist", "give the path of a SQLite database made by `servicedesk-etl ingest`")
+    if p.is_dir():
+        raise InputFileError(f"{what} {p} is a folder, not a database file", "give the path of the .db file")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise InputFileError(f"{what} {p} cannot be read: {exc.strerror}", "check the file's permissions") from None
+    if head != SQLITE_MAGIC:
+        raise InputFileError(
+            f"{what} {p} is not a SQLite database",
+            "give the .db file written by `servicedesk-etl ingest` (workbooks go to `ingest` first)",
+        )
+    return p
+
+
+class SQLiteSource:
+    """A SQLite file opened read-only: the source is never written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = check_sqlite_file(path)
+        self.label = str(self.path)
+        uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
+        try:
+            self.conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise InputFileError(f"--source {self.path} cannot be opened as SQLite: {exc}", "check that the file is not truncated or still being written") from None
+        # Comment text may hold invalid UTF-8 from odd exports: keep the bytes' meaning.
+        self.conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
+
+    def tables(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        rows = self.conn.execute(f"PRAGMA table_info({quote_sqlite(table)})").fetchall()
+        return [(r[1], r[2] or "") for r in rows]
+
+    def row_count(self, table: str) -> int:
+        return self.conn.execute(f"SELECT count(*) FROM {quote_sqlite(table)}").fetchone()[0]
+
+    def iter_batches(
+        self, table: str, columns: Sequence[str], batch_rows: int = 50_000, *, limit: int | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        cols = ", ".join(quote_sqlite(c) for c in columns) or "NULL"
+        sql = f"SELECT {cols} FROM {quote_sqlite(table)} ORDER BY rowid"
+        params: tuple = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (limit,)
+        cur = self.conn.execute(sql, params)
+        while batch := cur.fetchmany(batch_rows):
+            yield batch
+
+    def storage_classes(self, table: str, column: str) -> dict[str, int]:
+        """SQLite storage classes present in a column (``typeof``), with counts."""
+        q = quote_sqlite(column)
+        rows = self.conn.execute(f"SELECT typeof({q}), count(*) FROM {quote_sqlite(table)} GROUP BY 1").fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def duplicate_keys(self, table: str, key: Sequence[str], limit: int = 10) -> tuple[int, list[tuple]]:
+        cols = ", ".join(quote_sqlite(c) for c in key)
+        not_null = " AND ".join(f"{quote_sqlite(c)} IS NOT NULL" for c in key)
+        sql = (
+            f"SELECT {cols}, count(*) AS n FROM {quote_sqlite(table)} WHERE {not_null} "
+            f"GROUP BY {cols} HAVING count(*) > 1"
+        )
+        total = self.conn.execute(f"SELECT coalesce(sum(n - 1), 0) FROM ({sql})").fetchone()[0]
+        sample = self.conn.execute(f"{sql} ORDER BY n DESC LIMIT ?", (limit,)).fetchall()
+        return int(total), [tuple(r[:-1]) for r in sample]
+
+    def orphans(
+        self,
+        table: str,
+        column: str,
+        target_table: str,
+        target_column: str,
+        ignore: Sequence[Any] = (),
+        limit: int = 10,
+    ) -> tuple[int, int, list[Any]]:
+        t, c = quote_sqlite(table), quote_sqlite(column)
+        tt, tc = quote_sqlite(target_table), quote_sqlite(target_column)
+        where = f"{c} IS NOT NULL"
+        params: list[Any] = []
+        if ignore:
+            where += f" AND {c} NOT IN ({', '.join('?' for _ in ignore)})"
+            params.extend(ignore)
+        total = self.conn.execute(f"SELECT count(*) FROM {t} WHERE {where}", params).fetchone()[0]
+        orphan_sql = f"FROM {t} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {tt} WHERE {tt}.{tc} = {t}.{c})"
+        count = self.conn.execute(f"SELECT count(*) {orphan_sql}", params).fetchone()[0]
+        sample = self.conn.execute(f"SELECT DISTINCT {c} {orphan_sql} LIMIT ?", [*params, limit]).fetchall()
+        return int(count), int(total), [r[0] for r in sample]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "SQLiteSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
