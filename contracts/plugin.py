@@ -1,0 +1,1 @@
+"""pytest plugin of the data contracts (placeholder until the executor lands)."""
