@@ -1,0 +1,538 @@
+"""Run every check the contracts declare against a database, one result per check.
+
+The executor only *executes*: what is checked, how severe a failure is and how much of
+it is tolerated all come from the declarations in ``contracts/schemas`` (read through
+the accessors of ``contracts.spec``). It talks to a ``pipeline.sources.Source`` only,
+so the same code judges the raw SQLite file, the cleaned one and a PostgreSQL schema.
+
+Memory stays bounded: column checks stream each table once, ``chunk_rows`` rows at a
+time, keeping only counters and a capped failure sample per check; whole-table checks
+(duplicate keys, references) are pushed down to the database by the ``Source``.
+
+Check ids are stable and readable: ``table::column::check``, with ``*`` for table-level
+checks (``tickets::*::unique_key``, ``tickets::*::row_count``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+import pandera.pandas as pa
+
+from contracts import spec
+from contracts.schemas import DATA_TABLES, REGISTRY
+from pipeline.config import Settings
+from pipeline.dates import is_iso_date, is_iso_timestamp
+from pipeline.sources import Source
+from pipeline.values import conforms, is_blank, is_placeholder, placeholder_set, to_number
+
+PASSED, FAILED, WARNED = "passed", "failed", "warned"
+
+# The type-conformance check of each typed kind, named for what it proves.
+TYPE_CHECKS = {
+    "timestamp": "timestamp_parseable",
+    "date": "date_parseable",
+    "integer": "integer",
+    "numeric": "numeric",
+}
+TYPE_EXPECTATIONS = {
+    "timestamp": "an ISO 8601 timestamp (YYYY-MM-DD HH:MM:SS)",
+    "date": "an ISO 8601 date (YYYY-MM-DD)",
+    "integer": "a whole number stored as an integer",
+    "numeric": "a finite number stored as a number",
+}
+# Checks that exist at table level, on the pseudo-column ``*``.
+TABLE_COLUMN = "*"
+# Values longer than this are shortened in samples even where they may be shown.
+SAMPLE_VALUE_CHARS = 80
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One failing value, locatable: the row's key, the column, the (masked) value."""
+
+    key: Any
+    column: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one declared check on one database."""
+
+    table: str
+    column: str  # ``*`` for table-level checks
+    check: str
+    severity: str  # critical | error | warning
+    tolerance: float  # failing share accepted
+    considered: int  # rows (or values) the check looked at
+    failing: int
+    status: str  # passed | failed | warned
+    message: str  # one line: what failed, or what was checked
+    sample: tuple[SampleRow, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.table}::{self.column}::{self.check}"
+
+    @property
+    def share(self) -> float:
+        return self.failing / self.considered if self.considered else (1.0 if self.failing else 0.0)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+    @property
+    def tolerated(self) -> bool:
+        """Failures were found but stayed within the declared tolerance."""
+        return self.status == PASSED and self.failing > 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["id"] = self.id
+        d["share"] = self.share
+        d["sample"] = [
+            {"key": _jsonable(s.key), "column": s.column, "value": _jsonable(s.value)} for s in self.sample
+        ]
+        return d
+
+
+@dataclass(frozen=True)
+class TableRun:
+    """What the executor saw of one table."""
+
+    name: str
+    present: bool
+    rows: int
+    has_contract: bool
+
+
+@dataclass(frozen=True)
+class ContractRun:
+    """All check results of one database, in a stable order (table, then column order)."""
+
+    source: str
+    tables: dict[str, TableRun]
+    results: tuple[CheckResult, ...]
+    today: date
+
+    def for_table(self, table: str) -> list[CheckResult]:
+        return [r for r in self.results if r.table == table]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == FAILED]
+
+    @property
+    def warned(self) -> list[CheckResult]:
+        return [r for r in self.results if r.status == WARNED]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "today": self.today.isoformat(),
+            "tables": {k: asdict(v) for k, v in self.tables.items()},
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+def status_of(failing: int, considered: int, rule: spec.Rule) -> str:
+    """passed when the failing share is within tolerance; else failed, or warned for warnings."""
+    if failing == 0:
+        return PASSED
+    share = failing / considered if considered else 1.0
+    if share <= rule.tolerance:
+        return PASSED
+    return WARNED if rule.severity == "warning" else FAILED
+
+
+def execute(
+    source: Source,
+    settings: Settings | None = None,
+    *,
+    today: date | None = None,
+    registry: dict[str, pa.DataFrameSchema] | None = None,
+    required_tables: Sequence[str] = DATA_TABLES,
+) -> ContractRun:
+    """Run every declared check of ``registry`` (default: all contracts) on ``source``.
+
+    Tables in ``required_tables`` are checked even when absent (their checks then fail);
+    other contract tables are checked when present; tables without a contract get no
+    contract checks (the profiler still looks at them).
+    """
+    settings = settings or Settings()
+    registry = REGISTRY if registry is None else registry
+    today = today or date.today()
+    present = set(source.tables())
+    tables: dict[str, TableRun] = {}
+    results: list[CheckResult] = []
+    for name in sorted(present):
+        if name not in registry:
+            tables[name] = TableRun(name, True, source.row_count(name), False)
+    for name, schema in registry.items():
+        if name not in present and name not in required_tables:
+            continue
+        checker = _TableChecker(source, name, schema, settings, today, present)
+        results.extend(checker.run())
+        tables[name] = TableRun(name, name in present, checker.rows, True)
+    return ContractRun(source.label, tables, tuple(results), today)
+
+
+# --- one table ------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    """Running counts and the capped sample of one column check during the stream."""
+
+    check: str
+    rule: spec.Rule
+    expectation: str
+    considered: int = 0
+    failing: int = 0
+    sample: list[SampleRow] = field(default_factory=list)
+
+    def fail(self, limit: int, key: Callable[[], Any], column: str, value: Any) -> None:
+        self.failing += 1
+        if len(self.sample) < limit:
+            self.sample.append(SampleRow(key(), column, value))
+
+
+class _TableChecker:
+    def __init__(
+        self,
+        source: Source,
+        table: str,
+        schema: pa.DataFrameSchema,
+        settings: Settings,
+        today: date,
+        present_tables: set[str],
+    ) -> None:
+        self.source = source
+        self.table = table
+        self.schema = schema
+        self.settings = settings
+        self.today = today
+        self.present_tables = present_tables
+        self.limit = settings.gate.sample_rows
+        self.show_personal = settings.gate.show_personal
+        self.exists = table in present_tables
+        self.actual = [c for c, _ in source.columns(table)] if self.exists else []
+        self.rows = source.row_count(table) if self.exists else 0
+        self.facts = spec.facts(schema)
+        global_tokens = tuple(settings.placeholder_tokens)
+        extra = settings.column_placeholders.get(table, {})
+        self.tokens = {
+            name: placeholder_set(global_tokens + spec.placeholders(col) + tuple(extra.get(name, ())))
+            for name, col in schema.columns.items()
+        }
+
+    # -- assembling results
+
+    def _result(self, column: str, check: str, rule: spec.Rule, considered: int, failing: int, message: str, sample: Iterable[SampleRow] = ()) -> CheckResult:
+        return CheckResult(
+            table=self.table,
+            column=column,
+            check=check,
+            severity=rule.severity,
+            tolerance=rule.tolerance,
+            considered=considered,
+            failing=failing,
+            status=status_of(failing, considered, rule),
+            message=message,
+            sample=tuple(sample),
+        )
+
+    def _cannot_run(self, column: str, check: str, rule: spec.Rule, why: str) -> CheckResult:
+        # A check that cannot run fails, whatever its severity: a missing column must
+        # never pass silently (the old tools skipped such checks).
+        return CheckResult(self.table, column, check, rule.severity, rule.tolerance, self.rows, self.rows, FAILED, why)
+
+    def run(self) -> list[CheckResult]:
+        results = [self._row_count()]
+        column_plan = self._column_plan()
+        tallies = self._stream(column_plan) if self.exists else {}
+        for name, col in self.schema.columns.items():
+            results.extend(self._column_results(name, col, tallies.get(name)))
+        results.append(self._unique_key())
+        results.extend(self._references())
+        return results
+
+    def _row_count(self) -> CheckResult:
+        rule = spec.Rule("critical")
+        if not self.exists:
+            return CheckResult(self.table, TABLE_COLUMN, "row_count", "critical", 0.0, 0, 0, FAILED, f"table {self.table} is missing from the database")
+        if self.rows == 0:
+            return CheckResult(self.table, TABLE_COLUMN, "row_count", "critical", 0.0, 0, 0, FAILED, f"table {self.table} has no rows")
+        return self._result(TABLE_COLUMN, "row_count", rule, self.rows, 0, f"{self.rows:,} rows")
+
+    def _column_results(self, name: str, col: pa.Column, tallies: list[_Tally] | None) -> list[CheckResult]:
+        planned = self._planned_checks(name, col)
+        if not self.exists or name not in self.actual:
+            why = f"table {self.table} is missing" if not self.exists else f"column missing: {name!r} is not in table {self.table}"
+            out = [self._cannot_run(name, "present", spec.Rule("critical"), why)]
+            out.extend(self._cannot_run(name, check, rule, why) for check, rule, _ in planned)
+            return out
+        out = [self._result(name, "present", spec.Rule("critical"), self.rows, 0, "column present")]
+        for tally in tallies or []:
+            if tally.failing:
+                message = f"{tally.failing:,} of {tally.considered:,} values are not {tally.expectation}"
+            else:
+                message = f"{tally.considered:,} values are {tally.expectation}"
+            out.append(self._result(name, tally.check, tally.rule, tally.considered, tally.failing, message, tally.sample))
+        return out
+
+    def _planned_checks(self, name: str, col: pa.Column) -> list[tuple[str, spec.Rule, str]]:
+        """(check name, rule, what a passing value is) for every check of a column, in order."""
+        rules = spec.rules(col)
+        k = spec.kind(col)
+        planned: list[tuple[str, spec.Rule, str]] = []
+        if k in TYPE_CHECKS:
+            planned.append((TYPE_CHECKS[k], rules["type"], TYPE_EXPECTATIONS[k]))
+        if "not_null" in rules:
+            planned.append(("not_null", rules["not_null"], "filled (not NULL, not empty)"))
+        for check in col.checks:
+            planned.append((check.name, rules[check.name], _describe_check(check)))
+        days = spec.not_future_days(col)
+        if days is not None:
+            planned.append(("not_future", rules["not_future"], f"at most {days} days after {self.today.isoformat()}"))
+        return planned
+
+    def _column_plan(self) -> dict[str, list[_Tally]]:
+        return {
+            name: [_Tally(check, rule, what) for check, rule, what in self._planned_checks(name, col)]
+            for name, col in self.schema.columns.items()
+            if name in self.actual
+        }
+
+    # -- the one streaming pass over the table
+
+    def _stream(self, plan: dict[str, list[_Tally]]) -> dict[str, list[_Tally]]:
+        checked = [c for c in self.schema.columns if c in self.actual]
+        key_cols = [c for c in self.facts.key if c in self.actual]
+        has_key = len(key_cols) == len(self.facts.key) and key_cols
+        read = list(dict.fromkeys([*checked, *key_cols]))
+        if not read:
+            return plan
+        index = {c: i for i, c in enumerate(read)}
+        key_idx = [index[c] for c in key_cols] if has_key else []
+        personal_key = [spec.is_personal(self.schema.columns[c]) for c in key_cols] if has_key else []
+        offset = 0
+        for batch in self.source.iter_batches(self.table, read, self.settings.gate.chunk_rows):
+            def key_of(i: int, _batch=batch, _offset=offset) -> Any:
+                if not key_idx:
+                    return f"row {_offset + i + 1}"
+                parts = [
+                    self._mask_key(_batch[i][j]) if personal else _jsonable(_batch[i][j])
+                    for j, personal in zip(key_idx, personal_key)
+                ]
+                return parts[0] if len(parts) == 1 else tuple(parts)
+
+            for name in checked:
+                col = self.schema.columns[name]
+                values = [row[index[name]] for row in batch]
+                self._check_values(name, col, values, plan[name], key_of)
+            offset += len(batch)
+        return plan
+
+    def _check_values(self, name: str, col: pa.Column, values: list[Any], tallies: list[_Tally], key_of: Callable[[int], Any]) -> None:
+        by_check = {t.check: t for t in tallies}
+        k = spec.kind(col)
+        mask = self._masker(col)
+        limit = self.limit
+        type_tally = by_check.get(TYPE_CHECKS.get(k, ""))
+        null_tally = by_check.get("not_null")
+        tokens = self.tokens[name]
+        # Positions of values the value-level checks look at: conforming, not NULL, not
+        # blank, not a placeholder (those are "missing", judged by not_null and the profiler).
+        usable: list[int] = []
+        for i, v in enumerate(values):
+            if null_tally is not None:
+                null_tally.considered += 1
+                if v is None or is_blank(v):
+                    null_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
+            if v is None:
+                continue
+            if type_tally is not None:
+                type_tally.considered += 1
+                if not conforms(k, v):
+                    type_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
+                    continue
+            if is_blank(v) or is_placeholder(v, tokens):
+                continue
+            usable.append(i)
+        if not usable:
+            return
+        for check in col.checks:
+            tally = by_check[check.name]
+            self._run_pandera_check(check, tally, k, name, values, usable, mask, key_of)
+        days = spec.not_future_days(col)
+        if days is not None and k in spec.DATE_KINDS:
+            tally = by_check["not_future"]
+            limit_day = self.today + timedelta(days=days)
+            for i in usable:
+                d = _as_date(values[i])
+                if d is None:
+                    continue
+                tally.considered += 1
+                if d > limit_day:
+                    tally.fail(limit, lambda i=i: key_of(i), name, mask(values[i]))
+
+    def _run_pandera_check(self, check: pa.Check, tally: _Tally, k: str, name: str, values: list[Any], usable: list[int], mask: Callable[[Any], Any], key_of: Callable[[int], Any]) -> None:
+        if check.name == "in_range":
+            positions, data = [], []
+            for i in usable:
+                number = to_number(values[i])
+                if number is not None:
+                    positions.append(i)
+                    data.append(float(number))
+            series = pd.Series(data, dtype="float64")
+        else:
+            # Closed sets and patterns are about the text PostgreSQL will hold.
+            positions = usable
+            series = pd.Series([v if isinstance(v, str) else str(v) for v in (values[i] for i in positions)], dtype="object")
+        if not positions:
+            return
+        outcome = check(series).check_output
+        tally.considered += len(positions)
+        failed = (~outcome.to_numpy(dtype=bool)).nonzero()[0]
+        for j in failed:
+            i = positions[int(j)]
+            tally.fail(self.limit, lambda i=i: key_of(i), name, mask(values[i]))
+
+    # -- masking
+
+    def _masker(self, col: pa.Column) -> Callable[[Any], Any]:
+        if self.show_personal:
+            return _shorten
+        if spec.is_personal(col):
+            return _mask_personal
+        if spec.is_long_text(col):
+            return _mask_long_text
+        return _shorten
+
+    def _mask_key(self, value: Any) -> Any:
+        return _jsonable(value) if self.show_personal else _mask_personal(value)
+
+    # -- whole-table checks, pushed down to the database
+
+    def _unique_key(self) -> CheckResult:
+        rule = self.facts.key_rule
+        key = list(self.facts.key)
+        missing = [c for c in key if c not in self.actual]
+        if not self.exists:
+            return self._cannot_run(TABLE_COLUMN, "unique_key", rule, f"table {self.table} is missing")
+        if missing:
+            return self._cannot_run(TABLE_COLUMN, "unique_key", rule, f"column missing: key column(s) {', '.join(map(repr, missing))} not in table {self.table}")
+        count, keys = self.source.duplicate_keys(self.table, key, limit=self.limit)
+        personal = [spec.is_personal(self.schema.columns[c]) for c in key]
+        label = ", ".join(key)
+        sample = []
+        for k in keys:
+            parts = [self._mask_key(v) if p else _jsonable(v) for v, p in zip(k, personal)]
+            shown = parts[0] if len(parts) == 1 else tuple(parts)
+            sample.append(SampleRow(shown, label, "duplicate key"))
+        message = f"{count:,} rows repeat a key ({label}) already seen" if count else f"key ({label}) is unique over {self.rows:,} rows"
+        return self._result(TABLE_COLUMN, "unique_key", rule, self.rows, count, message, sample)
+
+    def _references(self) -> list[CheckResult]:
+        out = []
+        for ref in self.facts.references:
+            rule = ref.rule
+            if not self.exists:
+                out.append(self._cannot_run(ref.column, ref.name, rule, f"table {self.table} is missing"))
+                continue
+            if ref.column not in self.actual:
+                out.append(self._cannot_run(ref.column, ref.name, rule, f"column missing: {ref.column!r} is not in table {self.table}"))
+                continue
+            if ref.target_table not in self.present_tables:
+                out.append(self._cannot_run(ref.column, ref.name, rule, f"referenced table {ref.target_table} is missing"))
+                continue
+            target_cols = [c for c, _ in self.source.columns(ref.target_table)]
+            if ref.target_column not in target_cols:
+                out.append(self._cannot_run(ref.column, ref.name, rule, f"referenced column {ref.target_table}.{ref.target_column} is missing"))
+                continue
+            count, total, values = self.source.orphans(
+                self.table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=self.limit
+            )
+            target = f"{ref.target_table}.{ref.target_column}"
+            sample = [SampleRow(None, ref.column, _jsonable(v)) for v in values]
+            share = count / total if total else 0.0
+            if count:
+                message = f"{count:,} of {total:,} rows refer to no {target} ({share:.2%}; tolerated {rule.tolerance:.0%})"
+            else:
+                message = f"all {total:,} references to {target} resolve"
+            out.append(self._result(ref.column, ref.name, rule, total, count, message, sample))
+        return out
+
+
+# --- small pure helpers ------------------------------------------------------------------
+
+
+def _describe_check(check: pa.Check) -> str:
+    stats = check.statistics or {}
+    if check.name == "allowed_values":
+        allowed = stats.get("allowed_values", ())
+        return "in the closed set {" + ", ".join(map(str, allowed)) + "}"
+    if check.name == "pattern":
+        return f"matching {stats.get('pattern')}"
+    if check.name == "in_range":
+        lo, hi = stats.get("min_value"), stats.get("max_value")
+        left = "[" if stats.get("include_min", True) else "("
+        right = "]" if stats.get("include_max", True) else ")"
+        return f"within {left}{lo}, {hi}{right}"
+    return f"passing {check.error or check.name}"
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and (is_iso_timestamp(value) or is_iso_date(value)):
+        try:
+            return datetime.fromisoformat(value).date()
+        except ValueError:
+            return None
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+def _shorten(value: Any) -> Any:
+    value = _jsonable(value)
+    if isinstance(value, str) and len(value) > SAMPLE_VALUE_CHARS:
+        return value[:SAMPLE_VALUE_CHARS] + f"... ({len(value):,} chars)"
+    return value
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(repr(value).encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _mask_personal(value: Any) -> Any:
+    """Personal data never leaves in a sample: a fingerprint tells equal values apart."""
+    if value is None or value == "":
+        return value
+    return f"<personal #{_fingerprint(value)}>"
+
+
+def _mask_long_text(value: Any) -> Any:
+    if value is None or value == "" or not isinstance(value, str):
+        return _shorten(value)
+    return f"<text, {len(value):,} chars>"

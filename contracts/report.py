@@ -1,0 +1,492 @@
+"""The gate's session object and its report formatting (the plugin's hooks call these).
+
+``GateSession`` is built once per pytest session, in ``pytest_configure``: it validates
+the options (a bad ``--source`` is a usage error with a remedy), then, at collection,
+runs the contract executor and the profiler once and turns their results into
+``GateCase``s, one per test item. It renders failures (bounded samples), the terminal
+summary, and the JSON written by ``--contracts-report`` (``GATE_FORMAT``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from contracts.executor import FAILED, PASSED, WARNED, CheckResult, ContractRun, SampleRow, TYPE_CHECKS
+
+GATE_FORMAT = "servicedesk-etl/gate/1"
+
+# Profiler finding codes a contract check already judges: such a finding gets no item of
+# its own (it would be the same failure twice). Every other code becomes an item.
+COVERED_BY: dict[str, tuple[str, ...]] = {
+    "MISSING_TABLE": ("row_count",),
+    "EMPTY_TABLE": ("row_count",),
+    "MISSING_COLUMN": ("present",),
+    "TYPE_MISMATCH": tuple(TYPE_CHECKS.values()),
+    "NULL_IN_REQUIRED": ("not_null",),
+    "NOT_ALLOWED": ("allowed_values",),
+    "PATTERN_MISMATCH": ("pattern",),
+    "OUT_OF_RANGE": ("in_range",),
+    "DUPLICATE_KEYS": ("unique_key",),
+    "FUTURE_DATES": ("not_future",),
+    "ORPHANS": ("references", "orphans"),
+}
+_FINDING_STATUS = {"critical": FAILED, "error": FAILED, "warning": WARNED, "info": PASSED}
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """The gate's options as given (command line or ini), not yet validated."""
+
+    source: str | None = None
+    target: str | None = None
+    schema: str | None = None
+    settings_file: str | None = None
+    report: str | None = None
+    quality_threshold: str | float | None = None
+    show_personal: bool = False
+
+
+@dataclass
+class GateCase:
+    """What one test item reports."""
+
+    id: str
+    kind: str  # check | finding | score | verdict | profile
+    table: str
+    column: str
+    check: str
+    severity: str
+    status: str  # passed | failed | warned
+    message: str
+    failing: int = 0
+    considered: int = 0
+    tolerance: float = 0.0
+    sample: tuple[SampleRow, ...] = ()
+    example_keys: list[Any] = field(default_factory=list)
+    fix: str = ""
+    error: BaseException | None = None  # a crash to re-raise (shows its traceback)
+
+    @property
+    def share(self) -> float:
+        return self.failing / self.considered if self.considered else 0.0
+
+    def properties(self) -> list[tuple[str, Any]]:
+        """junit ``<properties>`` of the test case."""
+        props = [
+            ("kind", self.kind),
+            ("severity", self.severity),
+            ("status", self.status),
+            ("failing", self.failing),
+            ("considered", self.considered),
+            ("share", f"{self.share:.6f}"),
+        ]
+        if self.kind == "check":
+            props.append(("tolerance", f"{self.tolerance:g}"))
+        return props
+
+    def render(self, show_personal: bool = False) -> str:
+        """The failure message: counts first, then a bounded sample, never thousands of lines."""
+        # The first line is what pytest's short summary shows: make it the count.
+        lines = [f"{self.message}  [{self.severity}]"]
+        if self.considered:
+            lines.append(
+                f"failing: {self.failing:,} of {self.considered:,} ({self.share:.2%});"
+                f" tolerated: {self.tolerance:.2%}"
+            )
+        if self.sample:
+            shown = len(self.sample)
+            more = f" (first {shown} of {self.failing:,})" if self.failing > shown else ""
+            lines.append(f"sample{more}:")
+            keys = [_text(s.key) for s in self.sample]
+            kw = min(max(len("key"), *(len(k) for k in keys)), 40)
+            cw = min(max(len("column"), *(len(s.column) for s in self.sample)), 40)
+            lines.append(f"  {'key':<{kw}}  {'column':<{cw}}  value")
+            for s, k in zip(self.sample, keys):
+                lines.append(f"  {k:<{kw}}  {s.column:<{cw}}  {s.value!r}")
+            masked = any(isinstance(s.value, str) and s.value.startswith(("<personal #", "<text, ")) for s in self.sample)
+            if masked and not show_personal:
+                lines.append("(personal values and long text are masked; --show-personal shows them)")
+        if self.example_keys:
+            lines.append("example keys: " + ", ".join(_text(k) for k in self.example_keys[:10]))
+        if self.fix:
+            lines.append(f"fix: {self.fix}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "table": self.table,
+            "column": self.column,
+            "check": self.check,
+            "severity": self.severity,
+            "status": self.status,
+            "failing": self.failing,
+            "considered": self.considered,
+            "share": self.share,
+            "tolerance": self.tolerance,
+            "message": self.message,
+        }
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_text(v) for v in value) + ")"
+    return str(value)
+
+
+class GateSession:
+    """One gate run: validated options, the results computed once, outcomes recorded."""
+
+    def __init__(self, options: GateOptions, settings: Any, threshold: float, open_source: Callable[[], Any], label: str, db_name: str, path: Path | None) -> None:
+        self.options = options
+        self.settings = settings
+        self.threshold = threshold
+        self.show_personal = settings.gate.show_personal
+        self.label = label
+        self.db_name = db_name
+        self.path = path
+        self._open_source = open_source
+        self._cases: list[GateCase] | None = None
+        self.contract_run: ContractRun | None = None
+        self.profile: Any = None
+        self.profile_error: BaseException | None = None
+        self.outcomes: dict[str, str] = {}
+        self.report_path = Path(options.report) if options.report else None
+
+    # -- validation: every problem here is a usage error with the remedy
+
+    @classmethod
+    def open(cls, options: GateOptions, usage_error: type[Exception] = ValueError) -> "GateSession":
+        from pipeline.config import load_settings
+        from pipeline.errors import EtlError
+
+        if options.source and options.target:
+            raise usage_error("--source and --target are exclusive: give a SQLite file or a PostgreSQL target, not both")
+        threshold: float | None = None
+        if options.quality_threshold is not None:
+            try:
+                threshold = float(options.quality_threshold)
+            except (TypeError, ValueError):
+                raise usage_error(f"--quality-threshold must be a number from 0 to 100, not {options.quality_threshold!r}") from None
+            if not 0 <= threshold <= 100:
+                raise usage_error(f"--quality-threshold must be within 0..100, not {threshold:g}")
+        overrides: dict[str, Any] = {"gate.quality_threshold": threshold}
+        if options.show_personal:
+            overrides["gate.show_personal"] = True
+        try:
+            settings = load_settings(options.settings_file, overrides)
+        except EtlError as exc:
+            raise usage_error(f"--contracts-config: {exc}") from None
+        if options.report:
+            folder = Path(options.report).resolve().parent
+            if not folder.is_dir():
+                raise usage_error(f"--contracts-report {options.report}: folder {folder} does not exist\n  fix: create the folder or write the report elsewhere")
+        if options.source:
+            return cls._open_sqlite(options, settings, usage_error)
+        return cls._open_postgres(options, settings, usage_error)
+
+    @classmethod
+    def _open_sqlite(cls, options: GateOptions, settings: Any, usage_error: type[Exception]) -> "GateSession":
+        from pipeline.errors import EtlError
+        from pipeline.sources import SQLiteSource
+
+        path = Path(str(options.source))
+        try:
+            SQLiteSource(path).close()  # fails early, with the remedy, on a bad file
+        except EtlError as exc:
+            raise usage_error(str(exc)) from None
+        return cls(options, settings, settings.gate.quality_threshold, lambda: SQLiteSource(path), str(path), path.name, path.resolve())
+
+    @classmethod
+    def _open_postgres(cls, options: GateOptions, settings: Any, usage_error: type[Exception]) -> "GateSession":
+        from pipeline.errors import EtlError
+
+        schema = options.schema or settings.migrate.schema
+        try:
+            from pipeline.pgsource import PostgresSource
+        except ImportError:
+            raise usage_error(
+                "--target needs the PostgreSQL source (pipeline.pgsource), which this build does not have yet\n"
+                "  fix: check the gate on the SQLite file with --source FILE"
+            ) from None
+        conninfo = str(options.target)
+
+        def open_source() -> Any:
+            return PostgresSource(conninfo, schema)
+
+        try:
+            open_source().close()
+        except EtlError as exc:
+            raise usage_error(f"--target: {exc}") from None
+        except Exception as exc:  # psycopg's errors name host and user, never the password
+            raise usage_error(f"--target: cannot read schema {schema}: {type(exc).__name__}: {str(exc).strip()}\n  fix: check that the server runs and the schema exists") from None
+        return cls(options, settings, settings.gate.quality_threshold, open_source, f"PostgreSQL schema {schema}", schema, None)
+
+    # -- computing, once
+
+    def cases(self) -> list[GateCase]:
+        if self._cases is None:
+            self._cases = self._compute()
+        return self._cases
+
+    def _compute(self) -> list[GateCase]:
+        from contracts.executor import execute
+
+        source = self._open_source()
+        try:
+            self.contract_run = execute(source, self.settings)
+            try:
+                from pipeline.profile import profile_source
+            except ImportError as exc:
+                self.profile_error = exc
+            else:
+                try:
+                    self.profile = profile_source(source, self.settings)
+                except Exception as exc:  # noqa: BLE001 - reported as a failing item with its traceback
+                    self.profile_error = exc
+        finally:
+            source.close()
+        cases = [_case_of(r) for r in self.contract_run.results]
+        cases.extend(self._finding_cases())
+        cases.extend(self._profile_cases())
+        return cases
+
+    def _finding_cases(self) -> list[GateCase]:
+        if self.profile is None:
+            return []
+        assert self.contract_run is not None
+        checks: dict[tuple[str, str], set[str]] = {}
+        for r in self.contract_run.results:
+            checks.setdefault((r.table, r.column), set()).add(r.check)
+        seen: dict[str, int] = {}
+        out = []
+        for f in self.profile.findings:
+            column = f.column or "*"
+            covered = COVERED_BY.get(f.code, ())
+            if covered and checks.get((f.table, column), set()) & set(covered):
+                continue
+            fid = f.id
+            seen[fid] = seen.get(fid, 0) + 1
+            if seen[fid] > 1:
+                fid = f"{fid}#{seen[fid]}"
+            considered = int(round(f.count / f.share)) if f.share else 0
+            out.append(
+                GateCase(
+                    id=fid,
+                    kind="finding",
+                    table=f.table,
+                    column=column,
+                    check=f.code,
+                    severity=f.severity,
+                    status=_FINDING_STATUS.get(f.severity, FAILED),
+                    message=f"{f.code}: {f.count:,} values ({f.share:.2%})"
+                    + (f" - {_describe_code(f.code)}" if _describe_code(f.code) else ""),
+                    failing=f.count,
+                    considered=considered,
+                    example_keys=list(f.example_keys),
+                    fix=f.fix,
+                )
+            )
+        return out
+
+    def _profile_cases(self) -> list[GateCase]:
+        db = self.db_name
+        if self.profile is None:
+            err = self.profile_error
+            if isinstance(err, ImportError):
+                why = f"the profiler (pipeline.profile) is not available in this build: {err}"
+                profile_case = GateCase(f"{db}::profile", "profile", "*", "*", "profile", "error", FAILED, why)
+            else:
+                why = f"the profiler failed: {type(err).__name__}: {err}"
+                profile_case = GateCase(f"{db}::profile", "profile", "*", "*", "profile", "error", FAILED, why, error=err)
+            return [
+                profile_case,
+                GateCase(f"{db}::quality_score", "score", "*", "*", "quality_score", "error", FAILED, f"no quality score: {why}"),
+                GateCase(f"{db}::verdict", "verdict", "*", "*", "verdict", "critical", FAILED, f"no verdict: {why}"),
+            ]
+        q = self.profile.quality
+        dims = ", ".join(f"{k} {v:.1f}" for k, v in q.dimensions.items())
+        below = q.score < self.threshold
+        score_msg = (
+            f"quality score {q.score:.1f} (grade {q.grade}) is {'below' if below else 'at or above'} the threshold {self.threshold:g}; {dims}"
+        )
+        verdict = self.profile.verdict
+        reasons = "; ".join(self.profile.reasons) or "no reasons given"
+        return [
+            GateCase(f"{db}::quality_score", "score", "*", "*", "quality_score", "error", FAILED if below else PASSED, score_msg),
+            GateCase(
+                f"{db}::verdict",
+                "verdict",
+                "*",
+                "*",
+                "verdict",
+                "critical",
+                FAILED if verdict == "FIX_SOURCE" else PASSED,
+                f"verdict {verdict}: {reasons}",
+                fix="the export itself is broken: fix it at the source and export again" if verdict == "FIX_SOURCE" else "",
+            ),
+        ]
+
+    # -- outcomes, summary, report
+
+    def record(self, case_id: str, outcome: str, when: str) -> None:
+        if when != "call" and outcome == "passed":
+            return
+        if outcome == "passed":
+            case = next((c for c in self.cases() if c.id == case_id), None)
+            if case is not None and case.status == WARNED:
+                outcome = "warned"
+        self.outcomes[case_id] = outcome
+
+    def _tables(self) -> dict[str, dict[str, Any]]:
+        assert self.contract_run is not None
+        per_table = self.profile.quality.per_table if self.profile is not None else {}
+        out: dict[str, dict[str, Any]] = {}
+        for name, t in self.contract_run.tables.items():
+            out[name] = {
+                "present": t.present,
+                "rows": t.rows,
+                "has_contract": t.has_contract,
+                "passed": 0,
+                "failed": 0,
+                "warned": 0,
+                "not_run": 0,
+                "quality": per_table.get(name),
+            }
+        if self.profile is not None:
+            for name, tp in self.profile.tables.items():
+                out.setdefault(name, {"present": True, "rows": tp.rows, "has_contract": tp.has_contract, "passed": 0, "failed": 0, "warned": 0, "not_run": 0, "quality": per_table.get(name)})
+        for case in self.cases():
+            if case.table not in out:
+                continue
+            outcome = self.outcomes.get(case.id)
+            if outcome is None:
+                out[case.table]["not_run"] += 1
+            elif outcome == "warned":
+                out[case.table]["warned"] += 1
+            elif outcome == "passed":
+                out[case.table]["passed"] += 1
+            else:
+                out[case.table]["failed"] += 1
+        return out
+
+    def summary_lines(self) -> list[str]:
+        """The terminal summary: a line per table, then the score and the verdict."""
+        if self._cases is None or self.contract_run is None:
+            return [f"# servicedesk contracts: {self.label}", "the gate did not run (collection failed)"]
+        tables = self._tables()
+        lines = [f"# servicedesk contracts: {self.label}"]
+        width = max([len("table"), *(len(n) for n in tables)])
+        lines.append(f"{'table':<{width}}  {'rows':>9}  {'passed':>6}  {'failed':>6}  {'warned':>6}  {'quality':>7}")
+        for name, t in tables.items():
+            rows = f"{t['rows']:,}" if t["present"] else "missing"
+            quality = f"{t['quality']:.1f}" if isinstance(t["quality"], (int, float)) else "-"
+            extra = "" if t["has_contract"] else "  (no contract)"
+            if t["not_run"]:
+                extra += f"  ({t['not_run']} not run)"
+            lines.append(f"{name:<{width}}  {rows:>9}  {t['passed']:>6}  {t['failed']:>6}  {t['warned']:>6}  {quality:>7}{extra}")
+        if self.profile is not None:
+            q = self.profile.quality
+            lines.append(f"quality score: {q.score:.1f} (grade {q.grade}), threshold {self.threshold:g}")
+            lines.append(f"verdict: {self.profile.verdict}" + (f" ({'; '.join(self.profile.reasons)})" if self.profile.reasons else ""))
+        else:
+            lines.append(f"quality score: none; verdict: none (profiler: {self.profile_error})")
+        warned = [c for c in self.cases() if self.outcomes.get(c.id) == "warned"]
+        tolerated = [c for c in self.cases() if c.kind == "check" and c.status == PASSED and c.failing]
+        if warned:
+            lines.append(f"warnings ({len(warned)}; they do not fail the gate):")
+            lines.extend(f"  WARNED {c.id}: {c.message}" for c in warned)
+        if tolerated:
+            lines.append("failures within tolerance:")
+            lines.extend(f"  TOLERATED {c.id}: {c.message}" for c in tolerated)
+        return lines
+
+    def report(self, exit_code: int | None) -> dict[str, Any]:
+        assert self.contract_run is not None
+        cases = self.cases()
+        items = []
+        for c in cases:
+            entry = c.to_json()
+            entry["outcome"] = self.outcomes.get(c.id, "not run")
+            items.append(entry)
+        profile: dict[str, Any]
+        if self.profile is not None:
+            p = self.profile
+            profile = {
+                "format": p.format,
+                "source_sha256": p.source_sha256,
+                "created": p.created,
+                "full": p.full,
+                "quality": {"score": p.quality.score, "grade": p.quality.grade, "dimensions": p.quality.dimensions, "per_table": p.quality.per_table},
+                "verdict": p.verdict,
+                "reasons": list(p.reasons),
+                "tables": {n: {"rows": t.rows, "has_contract": t.has_contract, "missing_columns": list(t.missing_columns), "extra_columns": list(t.extra_columns)} for n, t in p.tables.items()},
+                "findings": [f.to_json() for f in p.findings],
+            }
+        else:
+            profile = {"error": f"{type(self.profile_error).__name__}: {self.profile_error}"}
+        failed = [c for c in cases if c.status == FAILED]
+        warned = [c for c in cases if c.status == WARNED]
+        return {
+            "format": GATE_FORMAT,
+            "source": self.label,
+            "db": self.db_name,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "exit_code": exit_code,
+            "passed": exit_code == 0,
+            "quality_threshold": self.threshold,
+            "quality": self.profile.quality.score if self.profile is not None else None,
+            "verdict": self.profile.verdict if self.profile is not None else None,
+            "summary": {
+                "items": len(cases),
+                "passed": sum(1 for c in cases if c.status == PASSED),
+                "failed": len(failed),
+                "warned": len(warned),
+            },
+            "failed": [{"id": c.id, "severity": c.severity, "count": c.failing} for c in failed],
+            "warned": [{"id": c.id, "severity": c.severity, "count": c.failing} for c in warned],
+            "tables": self._tables(),
+            "items": items,
+            "results": self.contract_run.to_json()["results"],
+            "profile": profile,
+        }
+
+    def finish(self, exit_code: int) -> None:
+        if self.report_path is None or self._cases is None or self.contract_run is None:
+            return
+        data = self.report(exit_code)
+        # Written whole or not at all: a reader never sees half a report.
+        fd, tmp = tempfile.mkstemp(prefix=".gate-", suffix=".json", dir=self.report_path.resolve().parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+        os.replace(tmp, self.report_path)
+
+
+def _case_of(r: CheckResult) -> GateCase:
+    return GateCase(
+        id=r.id,
+        kind="check",
+        table=r.table,
+        column=r.column,
+        check=r.check,
+        severity=r.severity,
+        status=r.status,
+        message=r.message,
+        failing=r.failing,
+        considered=r.considered,
+        tolerance=r.tolerance,
+        sample=r.sample,
+    )
+
+
+def _describe_code(code: str) -> str:
+    from pipeline.findings import CODES
+
+    return CODES.get(code, "")
