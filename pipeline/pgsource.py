@@ -1,0 +1,199 @@
+"""Read access to one PostgreSQL schema, behind the same ``Source`` protocol as SQLite.
+
+The contract executor, the profiler and the quality scorer judge a migrated schema
+with the very code that judged the SQLite file, so their results compare. Values come
+out typed (``datetime``, ``Decimal``, ``int``) through a server-side (named) cursor, a
+batch at a time, in primary-key order; whole-table questions run as SQL on the server.
+Every identifier goes through ``psycopg.sql.Identifier``: headers come from user files.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterator, Sequence
+
+from psycopg import sql
+
+from pipeline.errors import ConfigError
+from pipeline.pgserver import connect, redact
+
+# format_type() spellings -> the short names the contracts use (contracts.spec.KINDS).
+_SHORT_TYPES = {
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz",
+    "character varying": "varchar",
+}
+
+_cursor_ids = itertools.count(1)
+
+
+def short_type(formatted: str) -> str:
+    """``timestamp without time zone`` -> ``timestamp``; other names unchanged."""
+    return _SHORT_TYPES.get(formatted, formatted)
+
+
+class PostgresSource:
+    """One schema of a PostgreSQL database, read-only.
+
+    ``columns`` reports the PostgreSQL type of each column (``bigint``, ``timestamp``,
+    ``numeric``...); ``storage_classes`` reports that type with its non-NULL count (and
+    ``null`` with the NULL count), the PostgreSQL counterpart of SQLite's ``typeof``.
+    """
+
+    def __init__(self, conninfo: str, schema: str) -> None:
+        self.conninfo = conninfo
+        self.schema = schema
+        self.label = f"{redact(conninfo)} schema {schema}"
+        self.conn = connect(conninfo, autocommit=True)
+        self.conn.read_only = True
+        found = self.conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        if found is None:
+            self.conn.close()
+            raise ConfigError(
+                f"schema {schema!r} does not exist in {redact(conninfo)}",
+                "run `servicedesk-etl migrate` first, or pass the --schema that holds the tables",
+            )
+        self._columns: dict[str, list[tuple[str, str]]] = {}
+
+    def _table(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+
+    def tables(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+            (self.schema,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        if table not in self._columns:
+            rows = self.conn.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+                "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum",
+                (self.schema, table),
+            ).fetchall()
+            self._columns[table] = [(r[0], short_type(r[1])) for r in rows]
+        return list(self._columns[table])
+
+    def primary_key(self, table: str) -> list[str]:
+        """Columns of the table's primary key, in key order (empty when it has none)."""
+        rows = self.conn.execute(
+            "SELECT a.attname FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, pos) ON true "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+            "WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary ORDER BY k.pos",
+            (self.schema, table),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def row_count(self, table: str) -> int:
+        return self.conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table(table))).fetchone()[0]
+
+    def _order_by(self, table: str) -> sql.Composable:
+        key = self.primary_key(table)
+        if key:
+            return sql.SQL(", ").join(sql.Identifier(c) for c in key)
+        # No key: physical order is stable for a table nobody writes to while we read.
+        return sql.SQL("ctid")
+
+    def iter_batches(
+        self, table: str, columns: Sequence[str], batch_rows: int = 50_000, *, limit: int | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of the named columns in primary-key order, through a server-side cursor.
+
+        Each call reads on its own connection inside one read-only transaction, so two
+        iterations may interleave and the snapshot is consistent for the whole table.
+        """
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL("NULL")
+        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(cols, self._table(table), self._order_by(table))
+        params: tuple[Any, ...] = ()
+        if limit is not None:
+            query = query + sql.SQL(" LIMIT %s")
+            params = (limit,)
+        conn = connect(self.conninfo)
+        try:
+            conn.read_only = True
+            with conn.cursor(name=f"sd_read_{next(_cursor_ids)}") as cur:
+                cur.itersize = batch_rows
+                cur.execute(query, params)
+                while batch := cur.fetchmany(batch_rows):
+                    yield batch
+            conn.rollback()
+        finally:
+            conn.close()
+
+    def storage_classes(self, table: str, column: str) -> dict[str, int]:
+        """``{postgres type: non-NULL rows, 'null': NULL rows}``, keys present only when > 0."""
+        types = dict(self.columns(table))
+        if column not in types:
+            return {}
+        total, filled = self.conn.execute(
+            sql.SQL("SELECT count(*), count({}) FROM {}").format(sql.Identifier(column), self._table(table))
+        ).fetchone()
+        out: dict[str, int] = {}
+        if filled:
+            out[types[column]] = int(filled)
+        if total - filled:
+            out["null"] = int(total - filled)
+        return out
+
+    def duplicate_keys(self, table: str, key: Sequence[str], limit: int = 10) -> tuple[int, list[tuple]]:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in key)
+        not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in key)
+        groups = sql.SQL("SELECT {cols}, count(*) AS n FROM {t} WHERE {nn} GROUP BY {cols} HAVING count(*) > 1").format(
+            cols=cols, t=self._table(table), nn=not_null
+        )
+        total = self.conn.execute(sql.SQL("SELECT coalesce(sum(n - 1), 0) FROM ({}) AS d").format(groups)).fetchone()[0]
+        sample = self.conn.execute(sql.SQL("{} ORDER BY n DESC LIMIT %s").format(groups), (limit,)).fetchall()
+        return int(total), [tuple(r[:-1]) for r in sample]
+
+    def orphans(
+        self,
+        table: str,
+        column: str,
+        target_table: str,
+        target_column: str,
+        ignore: Sequence[Any] = (),
+        limit: int = 10,
+    ) -> tuple[int, int, list[Any]]:
+        own_type = dict(self.columns(table)).get(column)
+        target_type = dict(self.columns(target_table)).get(target_column)
+        c = sql.SQL("t.{}").format(sql.Identifier(column))
+        tc = sql.SQL("r.{}").format(sql.Identifier(target_column))
+        if own_type != target_type:
+            # Compare as text when the two sides were typed differently (SQLite compares loosely).
+            c, tc = sql.SQL("{}::text").format(c), sql.SQL("{}::text").format(tc)
+        where = sql.SQL("t.{} IS NOT NULL").format(sql.Identifier(column))
+        params: list[Any] = []
+        if ignore:
+            where = where + sql.SQL(" AND t.{}::text NOT IN ({})").format(
+                sql.Identifier(column), sql.SQL(", ").join(sql.Placeholder() * len(ignore))
+            )
+            params.extend(str(v) for v in ignore)
+        t = self._table(table)
+        total = self.conn.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(t, where), params).fetchone()[0]
+        orphan_from = sql.SQL("FROM {t} AS t WHERE {w} AND NOT EXISTS (SELECT 1 FROM {tt} AS r WHERE {tc} = {c})").format(
+            t=t, w=where, tt=self._table(target_table), tc=tc, c=c
+        )
+        count = self.conn.execute(sql.SQL("SELECT count(*) ") + orphan_from, params).fetchone()[0]
+        sample = self.conn.execute(
+            sql.SQL("SELECT DISTINCT t.{} ").format(sql.Identifier(column)) + orphan_from + sql.SQL(" LIMIT %s"),
+            [*params, limit],
+        ).fetchall()
+        return int(count), int(total), [r[0] for r in sample]
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.close()
+
+    def __enter__(self) -> "PostgresSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
