@@ -77,6 +77,11 @@ class CleanSettings:
     duplicates: str = "keep_latest"  # keep_latest | keep_first | fail
     out_of_range: str = "quarantine"  # quarantine | cap
     batch_rows: int = 10_000
+    # table -> keep_latest | keep_first | fail, overriding `duplicates` for that table
+    duplicates_by_table: dict[str, str] = field(default_factory=dict)
+    health_check_rows: int = 10_000  # free disk, memory, output writable: checked this often
+    min_free_disk_mb: int = 64  # stop (ResourceExhausted) when the output's disk has less
+    max_memory_mb: int = 2048  # stop when this process's resident memory grows past it
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1003 @@
+"""Gate 2: write a cleaned copy of a raw database, with an audit row for every change.
+
+``servicedesk-etl clean --source raw.db --out clean.db`` reads the raw file read-only,
+rewrites what can be fixed without guessing (dates to ISO 8601, blanks and placeholder
+tokens to NULL, integers stored as REAL or text to integers, numeric text to numbers,
+NUL bytes and CR/LF in long text), moves rows that cannot be fixed to ``_quarantine``
+with the reason and the original row, resolves duplicate keys by the configured
+strategy, and records every changed cell in ``_audit``.
+
+What gets fixed is decided by the contracts (the kind of each column, its placeholder
+tokens, ranges, ``not_future_days``, key and modified column) and the profiler (the
+date format of each column, decided over all its values), never by column names.
+
+Safety: the output is built in a temporary file beside ``--out`` in one transaction,
+profiled and checked against the contracts, and renamed into place only when all of
+that succeeded. On any failure nothing is left at ``--out``; a temporary file left by
+a killed run is removed by the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import psutil
+
+from contracts import spec
+from contracts.schemas import REGISTRY
+from pipeline import transforms as tf
+from pipeline.config import CleanSettings, Settings
+from pipeline.dates import Order
+from pipeline.errors import ConfigError, FixYourData, GateFailed, InputFileError, ResourceExhausted
+from pipeline.observe import Progress, current_rss_mb, peak_rss_mb, stage_trace
+from pipeline.sources import SQLiteSource, check_sqlite_file, quote_sqlite, sha256_file
+from pipeline.values import placeholder_set
+
+log = logging.getLogger(__name__)
+
+AUDIT_TABLE = "_audit"
+QUARANTINE_TABLE = "_quarantine"
+AUDIT_COLUMNS = ("run_id", "table_name", "row_key", "column_name", "old_value", "new_value", "rule", "changed_at", "source_rowid")
+QUARANTINE_COLUMNS = ("run_id", "table_name", "row_key", "reason", "rule", "original_row", "source_rowid", "quarantined_at")
+# Tables copied as they are: the provenance of the import is not data to clean.
+VERBATIM_TABLES = frozenset({"import_metadata"})
+TEMP_MARK = ".clean-tmp-"
+STRATEGIES = ("keep_latest", "keep_first", "fail")
+MB = 1024 * 1024
+# Below this much available memory on the machine the run stops, whatever the setting.
+MIN_AVAILABLE_MEMORY_MB = 32
+
+# Quarantine rules (the ``rule`` column of ``_quarantine``).
+Q_DATE = "unparseable_date"
+Q_INTEGER = "not_an_integer"
+Q_NUMBER = "not_a_number"
+Q_RANGE = "out_of_range"
+Q_FUTURE = "future_date"
+Q_NULL_KEY = "null_key"
+Q_REQUIRED = "required_missing"
+Q_DUPLICATE = "duplicate_dropped"
+
+
+# --- config and result ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    source: Path
+    out: Path
+    settings: Settings
+    audit_trail: Path | None = None
+    quality_threshold: float | None = None  # None: settings.gate.quality_threshold
+    today: date | None = None  # the day "not in the future" is judged from (None: today)
+    progress: bool = True  # a progress bar when stderr is a terminal
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    rows_in: int
+    rows_out: int
+    quarantined: int
+    duplicates_dropped: int
+    changed_cells: int
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """What a clean did, JSON-able through ``to_json``."""
+
+    run_id: str
+    source: str
+    out: str
+    source_sha256: str
+    tables: dict[str, TableSummary]
+    changes: list[dict[str, Any]]  # {table, column, rule, count}, one per rule and column
+    quarantine: list[dict[str, Any]]  # {table, rule, count}
+    audit_rows: int
+    date_columns: dict[str, dict[str, Any]]  # "table.column" -> {format, order, ambiguous, ...}
+    ambiguous_date_columns: list[str]
+    orphans: list[dict[str, Any]]  # {table, column, target, orphans, references}
+    quality_before: dict[str, Any]
+    quality_after: dict[str, Any]
+    threshold: float
+    contract_failures: list[dict[str, Any]]  # error-level checks still failing (critical ones stop the run)
+    audit_trail: str | None
+    seconds: float
+    peak_rss_mb: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def rule_totals(self) -> dict[str, int]:
+        """Changed cells per single rule (a combined ``a+b`` rule counts for both)."""
+        totals: Counter[str] = Counter()
+        for row in self.changes:
+            for rule in tf.split_rule(row["rule"]):
+                totals[rule] += row["count"]
+        return dict(totals)
+
+
+# --- safety: paths and temporary files ----------------------------------------------------
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when both paths reach the same file (same path, symlink or hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_path(out: Path, source: Path, what: str = "--out") -> Path:
+    """Refuse an output that is the source itself, or that cannot be written."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if same_file(out, source):
+            raise InputFileError(
+                f"{what} {out} is the source database itself (same file)",
+                "give a new path for the cleaned copy: the source is never written",
+            )
+        if out.is_dir():
+            raise InputFileError(f"{what} {out} is a folder", "give the path of the new .db file")
+    elif out.resolve() == Path(source).resolve():
+        raise InputFileError(f"{what} {out} is the source database itself", "give a new path for the cleaned copy")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputFileError(f"{what} folder {parent} does not exist", "create the folder first, or give another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputFileError(f"{what} folder {parent} is not writable", "choose a folder you can write to")
+    return out
+
+
+def temp_path_for(target: Path, pid: int | None = None) -> Path:
+    """The temporary file a run builds ``target`` in: beside it, named after it and the pid."""
+    return target.parent / f".{target.name}{TEMP_MARK}{pid or os.getpid()}"
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Remove temporary files of runs into ``target`` whose process is gone (e.g. SIGKILLed)."""
+    removed = []
+    prefix = f".{target.name}{TEMP_MARK}"
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid != os.getpid() and _alive(pid):
+            log.warning("temporary file %s belongs to running process %d: left alone", entry, pid)
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+            log.info("removed %s, left by an interrupted run (pid %d)", entry, pid)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return psutil.pid_exists(pid)
+
+
+def _unlink_family(path: Path) -> None:
+    for p in (path, Path(f"{path}-journal"), Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - a read-only folder after the fact
+            log.warning("could not remove %s: %s", p, exc)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- the column fixers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fix:
+    """The outcome of all rules of one column on one value."""
+
+    value: Any
+    rule: str | None = None  # rules that changed it, joined by '+'
+    failure: str | None = None  # quarantine rule
+    reason: str | None = None
+
+
+@dataclass
+class ColumnPlan:
+    """The rules of one column, in the order they apply."""
+
+    name: str
+    kind: str
+    required: bool
+    steps: list[Callable[[Any], tf.Outcome]]
+    step_failure: list[str]  # quarantine rule of each step when it fails
+    date_only: bool = False
+    date_decision: dict[str, Any] | None = None
+
+    def apply(self, value: Any) -> Fix:
+        rules: list[str] = []
+        for step, failure in zip(self.steps, self.step_failure):
+            out = step(value)
+            if out.reason is not None:
+                return Fix(value, "+".join(rules) or None, failure, out.reason)
+            if out.rule is not None:
+                rules.append(out.rule)
+                value = out.value
+            if value is None:
+                break
+        return Fix(value, "+".join(rules) or None)
+
+
+def _range_of(col: Any) -> tuple[float | None, float | None, bool, bool] | None:
+    for check in col.checks:
+        if check.name == "in_range":
+            s = check.statistics
+            low, high = s.get("min_value"), s.get("max_value")
+            low = None if low is None or low == float("-inf") else low
+            high = None if high is None or high == float("inf") else high
+            return low, high, bool(s.get("include_min", True)), bool(s.get("include_max", True))
+    return None
+
+
+def _date_order(decision: dict[str, Any] | None, locale: Order) -> tuple[Order | None, bool]:
+    """(order slash dates are read in, ambiguous) from the profiler's decision of a column.
+
+    A column where both orders are proven (a day above 12 in first place somewhere and
+    in second place elsewhere) has no trustworthy order: its slash dates are quarantined.
+    """
+    if decision is None:
+        return locale, False
+    counts = decision.get("counts") or {}
+    if counts.get("day_first") and counts.get("month_first"):
+        return None, False
+    if decision.get("ambiguous"):
+        return locale, True
+    order = decision.get("order")
+    return (Order(order) if order else locale), False
+
+
+def plan_table(
+    table: str,
+    schema: Any,
+    present: Sequence[str],
+    settings: Settings,
+    decisions: dict[str, dict[str, Any] | None],
+    today: date,
+) -> tuple[list[ColumnPlan], list[str]]:
+    """The rules of every column of a contract table; also the ambiguous date columns."""
+    cs = settings.clean
+    locale = Order(settings.date_locale)
+    global_tokens = placeholder_set(settings.placeholder_tokens)
+    extra_tokens = settings.column_placeholders.get(table, {})
+    plans: list[ColumnPlan] = []
+    ambiguous: list[str] = []
+    for name in present:
+        col = schema.columns.get(name)
+        if col is None:
+            continue
+        kind = spec.kind(col)
+        own_tokens = placeholder_set([*spec.placeholders(col), *extra_tokens.get(name, ())])
+        steps: list[Callable[[Any], tf.Outcome]] = []
+        failures: list[str] = []
+        typed = kind != "text"
+        if cs.null_empty_strings and (typed or cs.text_columns_empty_to_null):
+            steps.append(tf.blank_to_null)
+            failures.append("")
+        tokens = (global_tokens | own_tokens) if typed else own_tokens
+        if cs.null_placeholders and tokens:
+            steps.append(lambda v, t=tokens: tf.placeholder_to_null(v, t))
+            failures.append("")
+        plan = ColumnPlan(name, kind, not col.nullable, steps, failures)
+        if kind in spec.DATE_KINDS:
+            plan.date_only = kind == "date"
+            plan.date_decision = decisions.get(name)
+            if cs.fix_dates:
+                order, is_ambiguous = _date_order(plan.date_decision, locale)
+                if is_ambiguous:
+                    ambiguous.append(name)
+                steps.append(_date_step(order, plan.date_only, cs.null_unparseable_dates))
+                failures.append(Q_DATE)
+                days = spec.not_future_days(col)
+                if days is not None:
+                    steps.append(_future_step(tf.future_limit(today, days), plan.date_only, cs.out_of_range))
+                    failures.append(Q_FUTURE)
+        elif kind == "integer" and cs.fix_numbers:
+            steps.append(tf.normalise_integer)
+            failures.append(Q_INTEGER)
+        elif kind == "numeric" and cs.fix_numbers:
+            steps.append(tf.normalise_number)
+            failures.append(Q_NUMBER)
+        elif kind == "text" and spec.is_long_text(col) and cs.text_hygiene:
+            steps.append(lambda v, n=cs.max_blank_lines: tf.text_hygiene(v, n))
+            failures.append("")
+        bounds = _range_of(col)
+        if bounds is not None and kind in ("integer", "numeric") and cs.fix_numbers:
+            steps.append(_range_step(bounds, cs.out_of_range))
+            failures.append(Q_RANGE)
+        if steps:
+            plans.append(plan)
+        elif plan.required:
+            plans.append(plan)  # no rule, but NULL in it still sends the row to quarantine
+    return plans, ambiguous
+
+
+def _date_step(order: Order | None, date_only: bool, null_unparseable: bool) -> Callable[[Any], tf.Outcome]:
+    def step(value: Any) -> tf.Outcome:
+        out = tf.rewrite_date(value, order, date_only)
+        if out.reason is not None and null_unparseable:
+            return tf.Outcome(None, "unparseable_to_null")
+        return out
+
+    return step
+
+
+def _future_step(limit: date, date_only: bool, policy: str) -> Callable[[Any], tf.Outcome]:
+    def step(value: Any) -> tf.Outcome:
+        if not isinstance(value, str) or not tf.is_future(value, limit):
+            return tf.keep(value)
+        if policy == "cap":
+            return tf.cap_future(value, limit, date_only)
+        return tf.fail(value, f"{value} is later than {limit.isoformat()}")
+
+    return step
+
+
+def _range_step(bounds: tuple[float | None, float | None, bool, bool], policy: str) -> Callable[[Any], tf.Outcome]:
+    low, high, inc_low, inc_high = bounds
+
+    def step(value: Any) -> tf.Outcome:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return tf.keep(value)
+        if policy == "cap":
+            return tf.cap_range(value, low, high, inc_low, inc_high)
+        reason = tf.check_range(value, low, high, inc_low, inc_high)
+        return tf.keep(value) if reason is None else tf.fail(value, reason)
+
+    return step
+
+
+# --- the build -----------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _row_key(values: Sequence[Any]) -> str | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        v = values[0]
+        return None if v is None else (v if isinstance(v, str) else json.dumps(v))
+    return json.dumps([_jsonable(v) for v in values], ensure_ascii=False)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return {"hex": bytes(value).hex()}
+    return str(value)
+
+
+def _row_json(columns: Sequence[str], values: Sequence[Any]) -> str:
+    return json.dumps({c: _jsonable(v) for c, v in zip(columns, values)}, ensure_ascii=False)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database or disk is full" in text or "disk i/o error" in text or (
+        isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    )
+
+
+class _Builder:
+    """Writes the cleaned copy into the temporary file, in one transaction."""
+
+    def __init__(self, config: CleanConfig, source: SQLiteSource, temp: Path, run_id: str, today: date, profile: Any) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.cs: CleanSettings = config.settings.clean
+        self.source = source
+        self.temp = temp
+        self.run_id = run_id
+        self.today = today
+        self.profile = profile
+        self.conn = sqlite3.connect(temp, isolation_level=None)
+        # The temporary file is thrown away on any failure: no journal file beside it,
+        # no fsync per transaction (the finished file is fsynced once before the rename).
+        self.conn.execute("PRAGMA journal_mode = MEMORY")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        self.conn.execute("PRAGMA cache_size = -32768")
+        self.conn.execute("PRAGMA temp_store = FILE")
+        self.changes: Counter[tuple[str, str, str]] = Counter()
+        self.quarantined: Counter[tuple[str, str]] = Counter()
+        self.tables: dict[str, TableSummary] = {}
+        self.date_columns: dict[str, dict[str, Any]] = {}
+        self.ambiguous: list[str] = []
+        self.rows_since_check = 0
+        self.progress: Progress | None = None
+
+    # -- health
+
+    def health_check(self) -> None:
+        """Stop cleanly, naming the resource, when disk, memory or the output run short."""
+        folder = self.temp.parent
+        free = shutil.disk_usage(folder).free
+        if free < self.cs.min_free_disk_mb * MB:
+            raise ResourceExhausted(
+                f"disk: only {free / MB:.1f} MB free in {folder} for the output (at least {self.cs.min_free_disk_mb} MB needed)",
+                "free space there, write --out to a larger disk, or lower clean.min_free_disk_mb",
+            )
+        rss = current_rss_mb()
+        if rss > self.cs.max_memory_mb:
+            raise ResourceExhausted(
+                f"memory: the clean uses {rss:.0f} MB, over clean.max_memory_mb = {self.cs.max_memory_mb}",
+                "lower clean.batch_rows, or raise clean.max_memory_mb if the machine has room",
+            )
+        available = psutil.virtual_memory().available / MB
+        if available < MIN_AVAILABLE_MEMORY_MB:
+            raise ResourceExhausted(
+                f"memory: only {available:.0f} MB of memory left on this machine",
+                "stop other programs or run on a machine with more memory",
+            )
+        if not self.temp.exists() or not os.access(self.temp, os.W_OK):
+            raise ResourceExhausted(
+                f"output: the temporary output {self.temp} is gone or no longer writable",
+                "check that nothing else removes or locks files in that folder, then run again",
+            )
+
+    def _advance(self, rows: int) -> None:
+        self.rows_since_check += rows
+        if self.progress is not None:
+            self.progress.advance(rows)
+        if self.rows_since_check >= self.cs.health_check_rows:
+            self.rows_since_check = 0
+            self.health_check()
+
+    # -- the whole build
+
+    def build(self) -> None:
+        tables = [t for t in self.source.tables() if t not in (AUDIT_TABLE, QUARANTINE_TABLE)]
+        total = sum(self.source.row_count(t) for t in tables)
+        self.health_check()
+        self.conn.execute("BEGIN")
+        self._create_bookkeeping()
+        with Progress("clean", total=total, stream=sys.stderr if self.config.progress else _NullStream()) as progress:
+            self.progress = progress
+            for table in tables:
+                schema = REGISTRY.get(table)
+                if schema is None or table in VERBATIM_TABLES:
+                    self._copy_verbatim(table)
+                else:
+                    self._clean_table(table, schema)
+        for table in tables:
+            schema = REGISTRY.get(table)
+            if schema is not None and table not in VERBATIM_TABLES:
+                self._resolve_duplicates(table, schema)
+        self.conn.execute("COMMIT")
+
+    def _create_bookkeeping(self) -> None:
+        for name, columns in ((AUDIT_TABLE, AUDIT_COLUMNS), (QUARANTINE_TABLE, QUARANTINE_COLUMNS)):
+            self.conn.execute(f"CREATE TABLE {quote_sqlite(name)} ({', '.join(quote_sqlite(c) for c in columns)})")
+            if name in self.source.tables():
+                # History of earlier runs (cleaning a cleaned file) is kept.
+                have = [c for c, _ in self.source.columns(name)]
+                shared = [c for c in columns if c in have]
+                self._copy_rows(name, name, shared)
+
+    def _copy_verbatim(self, table: str) -> None:
+        columns = [c for c, _ in self.source.columns(table)]
+        self._create(table, columns)
+        self._copy_rows(table, table, columns)
+        n = self.source.row_count(table)
+        self.tables[table] = TableSummary(n, n, 0, 0, 0)
+
+    def _copy_rows(self, source_table: str, target_table: str, columns: Sequence[str]) -> None:
+        cols = ", ".join(quote_sqlite(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        insert = f"INSERT INTO {quote_sqlite(target_table)} (rowid, {cols}) VALUES (?, {marks})"
+        for batch in self._batches(source_table, columns):
+            self.conn.executemany(insert, batch)
+            if target_table not in (AUDIT_TABLE, QUARANTINE_TABLE):
+                self._advance(len(batch))
+
+    def _create(self, table: str, columns: Sequence[str]) -> None:
+        # No declared types: every value keeps the storage class it is written with.
+        self.conn.execute(f"CREATE TABLE {quote_sqlite(table)} ({', '.join(quote_sqlite(c) for c in columns)})")
+
+    def _batches(self, table: str, columns: Sequence[str]) -> Iterator[list[tuple[Any, ...]]]:
+        cols = ", ".join(["rowid", *(quote_sqlite(c) for c in columns)])
+        cur = self.source.conn.execute(f"SELECT {cols} FROM {quote_sqlite(table)} ORDER BY rowid")
+        while batch := cur.fetchmany(self.cs.batch_rows):
+            yield batch
+
+    def _decisions(self, table: str) -> dict[str, dict[str, Any] | None]:
+        tables = getattr(self.profile, "tables", {}) or {}
+        profile = tables.get(table)
+        if profile is None:
+            return {}
+        return {name: getattr(col, "date", None) for name, col in profile.columns.items()}
+
+    def _clean_table(self, table: str, schema: Any) -> None:
+        source_cols = [c for c, _ in self.source.columns(table)]
+        contract_cols = [c for c in schema.columns if c in source_cols]
+        columns = contract_cols + [c for c in source_cols if c not in schema.columns]
+        self._create(table, columns)
+        decisions = self._decisions(table)
+        plans, ambiguous = plan_table(table, schema, contract_cols, self.settings, decisions, self.today)
+        self.ambiguous.extend(f"{table}.{c}" for c in ambiguous)
+        for p in plans:
+            if p.kind in spec.DATE_KINDS:
+                d = p.date_decision or {}
+                self.date_columns[f"{table}.{p.name}"] = {
+                    "format": d.get("format"),
+                    "order": d.get("order"),
+                    "ambiguous": bool(d.get("ambiguous")),
+                    "inconsistent": bool(d.get("inconsistent")),
+                    "read_as": _date_order(p.date_decision, Order(self.settings.date_locale))[0].value
+                    if _date_order(p.date_decision, Order(self.settings.date_locale))[0]
+                    else None,
+                    "counts": d.get("counts", {}),
+                }
+        index = {c: i for i, c in enumerate(columns)}
+        work = [(index[p.name], p) for p in plans]
+        key = spec.facts(schema).key
+        key_idx = [index[k] for k in key if k in index]
+        key_present = len(key_idx) == len(key)
+        cols_sql = ", ".join(quote_sqlite(c) for c in columns)
+        insert = f"INSERT INTO {quote_sqlite(table)} (rowid, {cols_sql}) VALUES (?, {', '.join('?' for _ in columns)})"
+        audit_insert = f"INSERT INTO {AUDIT_TABLE} VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})"
+        quarantine_insert = f"INSERT INTO {QUARANTINE_TABLE} VALUES ({', '.join('?' for _ in QUARANTINE_COLUMNS)})"
+        rows_in = rows_out = quarantined = changed = 0
+        run_id = self.run_id
+        for batch in self._batches(table, columns):
+            stamp = _now()
+            out_rows: list[tuple[Any, ...]] = []
+            audit: list[tuple[Any, ...]] = []
+            quarantine: list[tuple[Any, ...]] = []
+            for row in batch:
+                rowid = row[0]
+                original = row[1:]
+                values = list(original)
+                cell_changes: list[tuple[str, Any, Any, str]] = []
+                failures: list[tuple[str, str]] = []
+                for i, plan in work:
+                    fix = plan.apply(values[i])
+                    if fix.failure is not None:
+                        failures.append((fix.failure, f"{plan.name}: {fix.reason}"))
+                        continue
+                    if fix.rule is not None:
+                        cell_changes.append((plan.name, values[i], fix.value, fix.rule))
+                        values[i] = fix.value
+                    if plan.required and (values[i] is None or (isinstance(values[i], str) and not values[i].strip())):
+                        is_key = plan.name in key
+                        failures.append((Q_NULL_KEY if is_key else Q_REQUIRED, f"{plan.name}: missing in a required {'key ' if is_key else ''}column"))
+                key_values = [values[i] for i in key_idx] if key_present else []
+                if failures:
+                    shown_key = _row_key([original[i] for i in key_idx]) if key_present else None
+                    rule = failures[0][0]
+                    reason = "; ".join(r for _, r in failures)
+                    quarantine.append((run_id, table, shown_key, reason, rule, _row_json(columns, original), rowid, stamp))
+                    self.quarantined[(table, rule)] += 1
+                    quarantined += 1
+                    continue
+                row_key = _row_key(key_values) if key_present else None
+                for name, old, new, rule in cell_changes:
+                    audit.append((run_id, table, row_key, name, old, new, rule, stamp, rowid))
+                    self.changes[(table, name, rule)] += 1
+                changed += len(cell_changes)
+                out_rows.append((rowid, *values))
+            self.conn.executemany(insert, out_rows)
+            if audit:
+                self.conn.executemany(audit_insert, audit)
+            if quarantine:
+                self.conn.executemany(quarantine_insert, quarantine)
+            rows_in += len(batch)
+            rows_out += len(out_rows)
+            self._advance(len(batch))
+        self.tables[table] = TableSummary(rows_in, rows_out, quarantined, 0, changed)
+
+    # -- duplicates, on the output in SQL (bounded memory)
+
+    def _strategy(self, table: str) -> str:
+        return self.cs.duplicates_by_table.get(table, self.cs.duplicates)
+
+    def _resolve_duplicates(self, table: str, schema: Any) -> None:
+        facts = spec.facts(schema)
+        have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({quote_sqlite(table)})")}
+        if not facts.key or any(k not in have for k in facts.key):
+            return
+        q = quote_sqlite
+        t = q(table)
+        part = ", ".join(q(k) for k in facts.key)
+        not_null = " AND ".join(f"{q(k)} IS NOT NULL" for k in facts.key)
+        strategy = self._strategy(table)
+        dup_groups = f"SELECT {part} FROM {t} WHERE {not_null} GROUP BY {part} HAVING count(*) > 1"
+        if strategy == "fail":
+            n = self.conn.execute(f"SELECT count(*) FROM ({dup_groups})").fetchone()[0]
+            if n:
+                sample = self.conn.execute(f"{dup_groups} LIMIT 5").fetchall()
+                shown = ", ".join(_row_key(list(s)) or "?" for s in sample)
+                raise FixYourData(
+                    f"{table}: {n:,} keys ({', '.join(facts.key)}) appear more than once, e.g. {shown}",
+                    f"remove the duplicates in the export, or set clean.duplicates (or clean.duplicates_by_table.{table}) to keep_latest or keep_first",
+                )
+            return
+        if strategy == "keep_latest" and facts.modified_column in have:
+            m = q(facts.modified_column)
+            order = f"{m} IS NULL, {m} DESC, rowid DESC"
+            why = f"kept the row with the latest {facts.modified_column}"
+        elif strategy == "keep_latest":
+            order = "rowid DESC"
+            why = "kept the last row of the export (no modified column)"
+        else:
+            order = "rowid ASC"
+            why = "kept the first row of the export"
+        self.conn.execute("DROP TABLE IF EXISTS temp.dropped")
+        self.conn.execute("CREATE TEMP TABLE dropped (rid INTEGER PRIMARY KEY)")
+        self.conn.execute(
+            f"INSERT INTO temp.dropped SELECT rid FROM ("
+            f"SELECT rowid AS rid, row_number() OVER (PARTITION BY {part} ORDER BY {order}) AS rn "
+            f"FROM {t} WHERE {not_null} AND ({part}) IN ({dup_groups})) WHERE rn > 1"
+        )
+        dropped = self.conn.execute("SELECT count(*) FROM temp.dropped").fetchone()[0]
+        if not dropped:
+            self.conn.execute("DROP TABLE temp.dropped")
+            return
+        source_cols = [c for c, _ in self.source.columns(table)]
+        key_sql = ", ".join(q(k) for k in facts.key)
+        cur = self.conn.execute(f"SELECT d.rid, {', '.join('o.' + q(k) for k in facts.key)} FROM temp.dropped d JOIN {t} o ON o.rowid = d.rid ORDER BY d.rid")
+        stamp = _now()
+        src_select = f"SELECT rowid, {', '.join(q(c) for c in source_cols)} FROM {t} WHERE rowid IN "
+        quarantine_insert = f"INSERT INTO {QUARANTINE_TABLE} VALUES ({', '.join('?' for _ in QUARANTINE_COLUMNS)})"
+        while chunk := cur.fetchmany(500):
+            keys = {r[0]: _row_key(list(r[1:])) for r in chunk}
+            marks = ", ".join("?" for _ in chunk)
+            originals = self.source.conn.execute(src_select + f"({marks})", list(keys)).fetchall()
+            self.conn.executemany(
+                quarantine_insert,
+                [
+                    (self.run_id, table, keys[r[0]], f"duplicate key ({key_sql}): {why}", Q_DUPLICATE, _row_json(source_cols, r[1:]), r[0], stamp)
+                    for r in originals
+                ],
+            )
+        # Audit rows describe cells of the output: the dropped rows' go with them.
+        removed_changes = self.conn.execute(
+            f"SELECT column_name, rule, count(*) FROM {AUDIT_TABLE} WHERE run_id = ? AND table_name = ? "
+            f"AND source_rowid IN (SELECT rid FROM temp.dropped) GROUP BY 1, 2",
+            (self.run_id, table),
+        ).fetchall()
+        for column, rule, n in removed_changes:
+            self.changes[(table, column, rule)] -= n
+            if not self.changes[(table, column, rule)]:
+                del self.changes[(table, column, rule)]
+        self.conn.execute(
+            f"DELETE FROM {AUDIT_TABLE} WHERE run_id = ? AND table_name = ? AND source_rowid IN (SELECT rid FROM temp.dropped)",
+            (self.run_id, table),
+        )
+        self.conn.execute(f"DELETE FROM {t} WHERE rowid IN (SELECT rid FROM temp.dropped)")
+        self.conn.execute("DROP TABLE temp.dropped")
+        self.quarantined[(table, Q_DUPLICATE)] += dropped
+        s = self.tables[table]
+        removed = sum(n for _, _, n in removed_changes)
+        self.tables[table] = TableSummary(s.rows_in, s.rows_out - dropped, s.quarantined + dropped, dropped, s.changed_cells - removed)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
+
+
+class _NullStream:
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:  # pragma: no cover - never called when not a tty
+        return len(text)
+
+    def flush(self) -> None:  # pragma: no cover
+        pass
+
+
+# --- profiling and the gate -----------------------------------------------------------------
+
+
+def _full_profile_settings(settings: Settings) -> Settings:
+    # The date format of a column is decided over all its values: a sample can miss
+    # the handful of day-first values that decide it (9 in 10,939 in the real export).
+    return settings.with_overrides(**{"profile.full": True})
+
+
+def _profile(path: Path, settings: Settings) -> Any:
+    from pipeline.profile import profile_source
+
+    return profile_source(path, _full_profile_settings(settings))
+
+
+def _score_json(profile: Any) -> dict[str, Any]:
+    q = profile.quality
+    return {"score": q.score, "grade": q.grade, "dimensions": dict(q.dimensions), "per_table": dict(q.per_table), "verdict": profile.verdict}
+
+
+def _contract_run(path: Path, settings: Settings, today: date) -> Any:
+    from contracts.executor import execute
+
+    with SQLiteSource(path) as source:
+        return execute(source, settings, today=today)
+
+
+def _orphans(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with SQLiteSource(path) as source:
+        present = set(source.tables())
+        for table, schema in REGISTRY.items():
+            if table not in present:
+                continue
+            cols = {c for c, _ in source.columns(table)}
+            for ref in spec.facts(schema).references:
+                if ref.column not in cols or ref.target_table not in present:
+                    continue
+                if ref.target_column not in {c for c, _ in source.columns(ref.target_table)}:
+                    continue
+                count, total, sample = source.orphans(table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=5)
+                out.append(
+                    {
+                        "table": table,
+                        "column": ref.column,
+                        "target": f"{ref.target_table}.{ref.target_column}",
+                        "orphans": count,
+                        "references": total,
+                        "share": round(count / total, 4) if total else 0.0,
+                        "sample": [_jsonable(v) for v in sample],
+                    }
+                )
+    return out
+
+
+def _export_audit(db: Path, run_id: str, target: Path) -> int:
+    """Write this run's audit rows as JSON lines to ``target`` (a temporary path)."""
+    conn = sqlite3.connect(f"file:{db.resolve().as_posix()}?mode=ro", uri=True)
+    conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
+    n = 0
+    try:
+        with open(target, "w", encoding="utf-8") as fh:
+            cur = conn.execute(
+                f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {AUDIT_TABLE} WHERE run_id = ? ORDER BY rowid", (run_id,)
+            )
+            while batch := cur.fetchmany(5000):
+                for row in batch:
+                    fh.write(json.dumps({c: _jsonable(v) for c, v in zip(AUDIT_COLUMNS, row)}, ensure_ascii=False) + "\n")
+                    n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        conn.close()
+    return n
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+
+def _check_strategies(cs: CleanSettings) -> None:
+    for table, strategy in cs.duplicates_by_table.items():
+        if strategy not in STRATEGIES:
+            raise ConfigError(
+                f"config key clean.duplicates_by_table.{table} = {strategy!r} is not one of {', '.join(STRATEGIES)}",
+                "use one of the values listed",
+            )
+    if cs.health_check_rows < 1 or cs.batch_rows < 1:
+        raise ConfigError("clean.batch_rows and clean.health_check_rows must be at least 1", "write a positive whole number")
+
+
+def run(config: CleanConfig) -> CleanResult:
+    """Clean ``config.source`` into ``config.out``: all or nothing.
+
+    Raises ``InputFileError`` (bad paths, out == source), ``FixYourData`` (duplicates
+    with strategy ``fail``), ``GateFailed`` (score below the threshold or a critical
+    contract check failing on the output), ``ResourceExhausted`` (disk, memory). In
+    every failing case nothing is left at ``config.out`` and no temporary file stays.
+    """
+    started = time.monotonic()
+    settings = config.settings
+    _check_strategies(settings.clean)
+    threshold = settings.gate.quality_threshold if config.quality_threshold is None else float(config.quality_threshold)
+    source_path = check_sqlite_file(config.source)
+    out = check_output_path(Path(config.out), source_path)
+    audit_path = Path(config.audit_trail) if config.audit_trail else None
+    if audit_path is not None:
+        check_output_path(audit_path, source_path, "--audit-trail")
+        if audit_path.resolve() == out.resolve() or same_file(audit_path, out):
+            raise InputFileError("--audit-trail and --out are the same file", "give the audit trail its own path, e.g. audit.jsonl")
+    today = config.today or datetime.now(timezone.utc).date()
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+    remove_stale_temps(out)
+    if audit_path is not None:
+        remove_stale_temps(audit_path)
+    temp = temp_path_for(out)
+    audit_temp = temp_path_for(audit_path) if audit_path is not None else None
+    source_sha = sha256_file(source_path)
+    with stage_trace("clean", log) as trace:
+        builder: _Builder | None = None
+        try:
+            log.info("profiling %s (run %s)", source_path, run_id)
+            before = _profile(source_path, settings)
+            with SQLiteSource(source_path) as source:
+                builder = _Builder(config, source, temp, run_id, today, before)
+                try:
+                    builder.build()
+                finally:
+                    builder.close()
+            _fsync_path(temp)
+            log.info("profiling the cleaned copy")
+            after = _profile(temp, settings)
+            contract = _contract_run(temp, settings, today)
+            critical = [r for r in contract.failed if r.severity == "critical"]
+            others = [
+                {"id": r.id, "severity": r.severity, "failing": r.failing, "considered": r.considered, "message": r.message}
+                for r in contract.failed
+                if r.severity != "critical"
+            ]
+            score_after = after.quality.score
+            if critical or score_after < threshold:
+                why = []
+                if score_after < threshold:
+                    why.append(f"quality score {score_after:.1f} is below the threshold {threshold:g}")
+                if critical:
+                    why.append("critical contract checks fail: " + "; ".join(f"{r.id} ({r.message})" for r in critical[:5]))
+                raise GateFailed(
+                    "Gate 2",
+                    " and ".join(why) + f" (score before cleaning {before.quality.score:.1f}); nothing written to {out}",
+                    "run `servicedesk-etl profile` on the source and fix what cleaning cannot (see the findings), "
+                    "or lower --quality-threshold if the score is acceptable",
+                )
+            orphans = _orphans(temp)
+            audit_rows = sum(builder.changes.values())
+            if audit_temp is not None:
+                _export_audit(temp, run_id, audit_temp)
+            # Everything succeeded: the output appears at its final path in one step.
+            if audit_temp is not None and audit_path is not None:
+                os.replace(audit_temp, audit_path)
+            os.replace(temp, out)
+            _fsync_path(out.parent)
+        except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+            _unlink_family(temp)
+            if audit_temp is not None:
+                _unlink_family(audit_temp)
+            if _disk_full(exc):
+                raise ResourceExhausted(
+                    f"disk: the disk holding {out.parent} is full ({exc})",
+                    "free space there or write --out to a larger disk, then run again",
+                ) from None
+            raise
+        except BaseException:
+            _unlink_family(temp)
+            if audit_temp is not None:
+                _unlink_family(audit_temp)
+            raise
+        trace.rows = sum(t.rows_in for t in builder.tables.values())
+        trace.fields.update(
+            run_id=run_id,
+            audit_rows=audit_rows,
+            quarantined=sum(builder.quarantined.values()),
+            score_before=before.quality.score,
+            score_after=after.quality.score,
+        )
+    changes = [
+        {"table": t, "column": c, "rule": r, "count": n}
+        for (t, c, r), n in sorted(builder.changes.items())
+    ]
+    quarantine = [{"table": t, "rule": r, "count": n} for (t, r), n in sorted(builder.quarantined.items())]
+    return CleanResult(
+        run_id=run_id,
+        source=str(source_path),
+        out=str(out),
+        source_sha256=source_sha,
+        tables=dict(builder.tables),
+        changes=changes,
+        quarantine=quarantine,
+        audit_rows=audit_rows,
+        date_columns=builder.date_columns,
+        ambiguous_date_columns=builder.ambiguous,
+        orphans=orphans,
+        quality_before=_score_json(before),
+        quality_after=_score_json(after),
+        threshold=threshold,
+        contract_failures=others,
+        audit_trail=str(audit_path) if audit_path else None,
+        seconds=round(time.monotonic() - started, 3),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+    )
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, type=Path, help="the raw SQLite database (opened read-only)")
+    parser.add_argument("--out", required=True, type=Path, help="the cleaned database to write (never the source)")
+    parser.add_argument("--audit-trail", type=Path, metavar="FILE", help="also write every changed cell as JSON lines")
+    parser.add_argument(
+        "--quality-threshold", type=float, metavar="SCORE", help="lowest quality score (0-100) the output may have (default: gate.quality_threshold, 80)"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the result (summary, scores) as JSON")
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    result = run(
+        CleanConfig(
+            source=args.source,
+            out=args.out,
+            settings=settings,
+            audit_trail=args.audit_trail,
+            quality_threshold=args.quality_threshold,
+        )
+    )
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n", encoding="utf-8")
+    print(format_summary(result))
+    return 0
+
+
+def format_summary(result: CleanResult) -> str:
+    """The terminal summary: tables, changes per rule and column, quarantine, scores."""
+    lines = [f"cleaned {result.source} -> {result.out}  (run {result.run_id}, {result.seconds:.1f}s)"]
+    lines.append(f"{'table':<20} {'rows in':>10} {'rows out':>10} {'quarantined':>12} {'duplicates':>11} {'changed cells':>14}")
+    for name, t in result.tables.items():
+        lines.append(f"{name:<20} {t.rows_in:>10,} {t.rows_out:>10,} {t.quarantined:>12,} {t.duplicates_dropped:>11,} {t.changed_cells:>14,}")
+    if result.changes:
+        lines.append("changes (rule, table.column, cells):")
+        for c in result.changes:
+            lines.append(f"  {c['rule']:<28} {c['table'] + '.' + c['column']:<44} {c['count']:>8,}")
+    else:
+        lines.append("changes: none")
+    if result.quarantine:
+        lines.append("quarantined rows (_quarantine):")
+        for q in result.quarantine:
+            lines.append(f"  {q['rule']:<28} {q['table']:<44} {q['count']:>8,}")
+    if result.ambiguous_date_columns:
+        lines.append("ambiguous date columns (read by the date_locale policy): " + ", ".join(result.ambiguous_date_columns))
+    for o in result.orphans:
+        if o["orphans"]:
+            lines.append(f"orphans (kept): {o['table']}.{o['column']} -> {o['target']}: {o['orphans']:,} of {o['references']:,}")
+    for f in result.contract_failures:
+        lines.append(f"still failing ({f['severity']}): {f['id']}: {f['message']}")
+    b, a = result.quality_before, result.quality_after
+    lines.append(f"quality score {b['score']:.1f} ({b['grade']}) -> {a['score']:.1f} ({a['grade']}), threshold {result.threshold:g}")
+    for dim in a["dimensions"]:
+        lines.append(f"  {dim:<14} {b['dimensions'].get(dim, 0):6.1f} -> {a['dimensions'][dim]:6.1f}")
+    lines.append(f"audit rows: {result.audit_rows:,}" + (f" (also in {result.audit_trail})" if result.audit_trail else ""))
+    return "\n".join(lines)
