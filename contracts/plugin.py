@@ -195,7 +195,10 @@ class GateItem(pytest.Item):
         if case.status == "failed":
             raise ContractFailure(case.id)
         if case.status == "warned":
-            warnings.warn(ContractWarning(f"{case.id}: {case.message}"), stacklevel=1)
+            # Located at the database, not at this line of the plugin.
+            gate = _gate(self.config)
+            where = gate.label if gate is not None else case.id
+            warnings.warn_explicit(ContractWarning(f"{case.id}: {case.message}"), ContractWarning, where, 0)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, ContractFailure):

@@ -1,0 +1,128 @@
+"""Run the data-contract gate from Python: what the pipeline calls as Gate 1, 2 and 3.
+
+``run_gate`` runs exactly what a user runs (``pytest --source db``), through
+``pytest.main`` in a temporary, empty root folder: no test module, ``conftest.py`` or
+ini file of the calling project is collected or read, and no cache is written. The
+verdict is read back from the gate's JSON report (``--contracts-report``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pipeline.errors import ConfigError, GateFailed
+
+# pytest's exit codes that mean "the gate ran": 0 all passed, 1 some check failed,
+# 5 nothing was collected (never a pass).
+_RAN = (0, 1, 5)
+_USAGE_ERROR = 4
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """What one gate run decided, read from its JSON report."""
+
+    passed: bool
+    exit_code: int
+    failed: tuple[tuple[str, str, int], ...]  # (item id, severity, failing count)
+    warned: tuple[tuple[str, str, int], ...]
+    quality: float | None  # the profiler's quality score, 0-100
+    verdict: str | None  # PROCEED | CLEAN | FIX_SOURCE (None: no profile)
+    report: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def failed_ids(self) -> list[str]:
+        return [f[0] for f in self.failed]
+
+
+def run_gate(
+    source: Path | None = None,
+    *,
+    target: str | None = None,
+    schema: str | None = None,
+    settings_file: Path | None = None,
+    junitxml: Path | None = None,
+    report: Path | None = None,
+    quality_threshold: float | None = None,
+    extra_args: Sequence[str] = (),
+) -> GateVerdict:
+    """Run the gate on a SQLite file (``source``) or a PostgreSQL schema (``target``).
+
+    Raises ``InputFileError`` for a bad ``source``, ``ConfigError`` for bad options
+    (both before pytest starts), and ``GateFailed`` when pytest stopped before the gate
+    could judge anything. A gate that ran returns its verdict, passed or not.
+    """
+    import pytest
+
+    from pipeline.config import load_settings
+    from pipeline.sources import check_sqlite_file
+
+    if (source is None) == (target is None):
+        raise ConfigError("run_gate needs exactly one of source (SQLite file) and target (PostgreSQL)", "pass source=Path(...) or target=URI")
+    # Bad input fails here, as the pipeline's own exceptions, not as pytest's exit 4.
+    if source is not None:
+        source = check_sqlite_file(source).resolve()
+    if settings_file is not None:
+        settings_file = Path(settings_file).resolve()
+        load_settings(settings_file)
+    with tempfile.TemporaryDirectory(prefix="servicedesk-gate-") as tmp:
+        root = Path(tmp)
+        ini = root / "pytest.ini"
+        ini.write_text("[pytest]\n", encoding="utf-8")
+        report_path = Path(report).resolve() if report is not None else root / "gate-report.json"
+        # A stale report from an earlier run must never be read as this run's verdict.
+        report_path.unlink(missing_ok=True)
+        args = [
+            "-c", str(ini),
+            "--rootdir", str(root),
+            "--noconftest",
+            "-p", "no:cacheprovider",
+            "--contracts-report", str(report_path),
+        ]
+        if source is not None:
+            args += ["--source", str(source)]
+        else:
+            args += ["--target", str(target)]
+            if schema:
+                args += ["--schema", schema]
+        if settings_file is not None:
+            args += ["--contracts-config", str(settings_file)]
+        if junitxml is not None:
+            args += ["--junitxml", str(Path(junitxml).resolve())]
+        if quality_threshold is not None:
+            args += ["--quality-threshold", str(quality_threshold)]
+        args += [*extra_args, str(root)]
+        # Run from the root folder too, so pytest prints ids as they are
+        # (``tickets::...``), not relative to the caller's folder. Paths above are absolute.
+        cwd = os.getcwd()
+        os.chdir(root)
+        try:
+            exit_code = int(pytest.main(args))
+        finally:
+            os.chdir(cwd)
+        data = _read_report(report_path)
+    if data is None:
+        if exit_code == _USAGE_ERROR:
+            raise ConfigError("the contract gate refused its options (see the ERROR line above)", "fix the option named there")
+        raise GateFailed("contract gate", f"pytest stopped before the gate judged anything (exit code {exit_code})", "run `pytest --source DB` by hand to see the error")
+    return GateVerdict(
+        passed=exit_code == 0,
+        exit_code=exit_code,
+        failed=tuple((f["id"], f["severity"], int(f["count"])) for f in data.get("failed", [])),
+        warned=tuple((f["id"], f["severity"], int(f["count"])) for f in data.get("warned", [])),
+        quality=data.get("quality"),
+        verdict=data.get("verdict"),
+        report=data,
+    )
+
+
+def _read_report(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
