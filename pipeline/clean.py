@@ -245,8 +245,16 @@ class ColumnPlan:
     step_failure: list[str]  # quarantine rule of each step when it fails
     date_only: bool = False
     date_decision: dict[str, Any] | None = None
+    # Values a switched-off rule would have fixed: left exactly as they are, not
+    # quarantined as unfixable by the rules that follow.
+    keep_blank: bool = False
+    keep_tokens: frozenset[str] = frozenset()
 
     def apply(self, value: Any) -> Fix:
+        if type(value) is str and (self.keep_blank or self.keep_tokens):
+            stripped = value.strip()
+            if (self.keep_blank and not stripped) or stripped in self.keep_tokens:
+                return Fix(value)
         rules: list[str] = []
         for step, failure in zip(self.steps, self.step_failure):
             out = step(value)
@@ -320,6 +328,9 @@ def plan_table(
             steps.append(lambda v, t=tokens: tf.placeholder_to_null(v, t))
             failures.append("")
         plan = ColumnPlan(name, kind, not col.nullable, steps, failures)
+        if typed:
+            plan.keep_blank = not cs.null_empty_strings
+            plan.keep_tokens = frozenset() if cs.null_placeholders else tokens
         if kind in spec.DATE_KINDS:
             plan.date_only = kind == "date"
             plan.date_decision = decisions.get(name)
@@ -736,16 +747,16 @@ class _NullStream:
 # --- profiling and the gate -----------------------------------------------------------------
 
 
-def _full_profile_settings(settings: Settings) -> Settings:
-    # The date format of a column is decided over all its values: a sample can miss
-    # the handful of day-first values that decide it (9 in 10,939 in the real export).
-    return settings.with_overrides(**{"profile.full": True})
+def _profile(path: Path, settings: Settings, today: date) -> Any:
+    """Gate 1's profile of a database: the same scorer before and after cleaning.
 
-
-def _profile(path: Path, settings: Settings) -> Any:
+    The profiler counts date evidence over every value of a column (types alone are
+    sampled), so its date decisions are safe to clean by.
+    """
     from pipeline.profile import profile_source
 
-    return profile_source(path, _full_profile_settings(settings))
+    with SQLiteSource(path) as source:
+        return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()))
 
 
 def _score_json(profile: Any) -> dict[str, Any]:
@@ -854,7 +865,7 @@ def run(config: CleanConfig) -> CleanResult:
         builder: _Builder | None = None
         try:
             log.info("profiling %s (run %s)", source_path, run_id)
-            before = _profile(source_path, settings)
+            before = _profile(source_path, settings, today)
             with SQLiteSource(source_path) as source:
                 builder = _Builder(config, source, temp, run_id, today, before)
                 try:
@@ -863,7 +874,7 @@ def run(config: CleanConfig) -> CleanResult:
                     builder.close()
             _fsync_path(temp)
             log.info("profiling the cleaned copy")
-            after = _profile(temp, settings)
+            after = _profile(temp, settings, today)
             contract = _contract_run(temp, settings, today)
             critical = [r for r in contract.failed if r.severity == "critical"]
             others = [
