@@ -158,6 +158,24 @@ def is_iso_date(value: Any) -> bool:
     return bool(_ISO.match(value)) and _iso_valid(value)
 
 
+def evidence_label(value: Any) -> str:
+    """The evidence class of one value: a ``Shape`` value, or for slash dates
+    ``day_first`` / ``month_first`` (a part above 12 decides), ``slash_ambiguous``
+    (both parts 12 or under) or ``unparseable`` (both parts above 12)."""
+    shape = shape_of(value)
+    if shape is not Shape.SLASH:
+        return shape.value
+    parts = slash_parts(str(value))
+    assert parts is not None
+    if parts.first > 12 and parts.second <= 12:
+        return "day_first"
+    if parts.second > 12 and parts.first <= 12:
+        return "month_first"
+    if parts.first > 12 and parts.second > 12:
+        return "unparseable"
+    return "slash_ambiguous"
+
+
 @dataclass
 class DateFormatVote:
     """Evidence gathered over a column's values, one ``add`` per value."""
@@ -166,26 +184,20 @@ class DateFormatVote:
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[Any]] = field(default_factory=dict)
 
-    def add(self, value: Any, key: Any = None) -> str:
-        """Count one value; returns the evidence class it fell in."""
-        shape = shape_of(value)
-        label = shape.value
-        if shape is Shape.SLASH:
-            parts = slash_parts(str(value))
-            assert parts is not None
-            if parts.first > 12 and parts.second <= 12:
-                label = "day_first"
-            elif parts.second > 12 and parts.first <= 12:
-                label = "month_first"
-            elif parts.first > 12 and parts.second > 12:
-                label = "unparseable"
-            else:
-                label = "slash_ambiguous"
-        self.counts[label] = self.counts.get(label, 0) + 1
-        bucket = self.examples.setdefault(label, [])
-        if len(bucket) < self.max_examples and key is not None:
-            bucket.append(key)
+    def add(self, value: Any, key: Any = None, count: int = 1) -> str:
+        """Count one value (``count`` times); returns the evidence class it fell in."""
+        label = evidence_label(value)
+        self.add_label(label, count, () if key is None else (key,))
         return label
+
+    def add_label(self, label: str, count: int = 1, keys: Any = ()) -> None:
+        """Count ``count`` values already classified by ``evidence_label``, with example keys."""
+        self.counts[label] = self.counts.get(label, 0) + count
+        bucket = self.examples.setdefault(label, [])
+        for key in keys:
+            if len(bucket) >= self.max_examples:
+                break
+            bucket.append(key)
 
     def merge(self, other: "DateFormatVote") -> None:
         for label, count in other.counts.items():

@@ -88,6 +88,7 @@ class ColumnProfile:
     max: Any = None
     date: dict[str, Any] | None = None  # DateFormatDecision.to_json() for date columns
     nonconforming: int = 0  # non-null values not in the form of contract_kind
+    distinct_estimated: bool = False  # True: distinct_count is a HyperLogLog estimate (~1%)
 
 
 @dataclass

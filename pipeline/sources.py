@@ -126,6 +126,23 @@ class SQLiteSource:
         while batch := cur.fetchmany(batch_rows):
             yield batch
 
+    def row_id_column(self, table: str) -> str | None:
+        """The name under which ``iter_batches`` returns SQLite's rowid (the locator of a
+        row in a table without a key), or None for a WITHOUT ROWID table.
+
+        Optional in the ``Source`` protocol: a source without it locates rows by their
+        position in ``iter_batches`` order (1-based)."""
+        taken = {name.lower() for name, _ in self.columns(table)}
+        for alias in ("rowid", "_rowid_", "oid"):
+            if alias in taken:
+                continue
+            try:
+                self.conn.execute(f"SELECT {alias} FROM {quote_sqlite(table)} LIMIT 0")
+            except sqlite3.OperationalError:
+                return None
+            return alias
+        return None
+
     def storage_classes(self, table: str, column: str) -> dict[str, int]:
         """SQLite storage classes present in a column (``typeof``), with counts."""
         q = quote_sqlite(column)

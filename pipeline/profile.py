@@ -1,0 +1,1032 @@
+"""Gate 1: profile a database, score its quality, decide PROCEED / CLEAN / FIX_SOURCE.
+
+``profile_source`` works on any ``pipeline.sources.Source`` (the raw SQLite file, the
+cleaned file, a PostgreSQL schema): it uses the protocol's methods only, so the same
+code judges all three and their profiles and scores compare.
+
+How it reads the data (bounded memory, one pass per table):
+
+- every table is read once, all its columns together, through ``Source.iter_batches``;
+  batches are sized from a 200-row probe to hold about 8 MB of values;
+- each batch is transposed to columns; each column's values are counted
+  (``collections.Counter``, in C) and every *distinct* value of the batch is judged once
+  (a bounded cache remembers the verdicts on short values across batches), so a status
+  column of a million rows costs a few dozen judgements per batch;
+- every defect count is exact, over all rows; the sample (``--sample-size``, evenly
+  spread rows, every ``ceil(rows / size)``-th) only feeds the type *detection*;
+- storage classes come from the values themselves (SQLite hands out ``int``, ``float``,
+  ``str``, ``bytes``, ``None`` per storage class), so no extra ``typeof`` scan is needed;
+- distinct counts are exact up to ``DISTINCT_EXACT`` values per column, then a
+  HyperLogLog estimate (2^14 registers, about 0.8% standard error) with a deterministic
+  hash; ``ColumnProfile.distinct_estimated`` says which;
+- whole-table questions go to SQL through the protocol: ``duplicate_keys`` and
+  ``orphans`` (asked before the pass, so that the pass can find the keys of the rows
+  holding the sampled orphan values).
+
+Severity policy (what the gate does with it): a defect the cleaner can fix is
+``error`` (the gate fails on the raw file and passes after cleaning); what cannot be
+fixed is ``critical``; informational things are ``warning``. Where a contract rule
+declares a severity, the contract wins; a failing share within the rule's tolerance is
+reported as ``warning``.
+
+Verdict: FIX_SOURCE when the circuit breaker trips (``pipeline.quality.breaker_reasons``)
+or any critical finding exists; else CLEAN when any error finding exists; else PROCEED.
+CLI exit codes: 0 PROCEED, 1 CLEAN (the data needs the cleaner: a script running
+``profile && migrate`` must not go on), 4 FIX_SOURCE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from contracts import spec
+from contracts.schemas import DATA_TABLES, REGISTRY, contract_for
+from pipeline.config import Settings
+from pipeline.dates import DateFormatDecision, DateFormatVote, DateParseError, Order, decide_format, evidence_label, parse_date
+from pipeline.errors import ConfigError, InputFileError
+from pipeline.findings import CODES, ColumnProfile, Finding, ProfileResult, TableProfile
+from pipeline.observe import Progress, stage_trace
+from pipeline.sources import Source, SQLiteSource, sha256_file
+from pipeline.values import conforms, detect_kind, placeholder_set, to_integer, to_number
+
+log = logging.getLogger(__name__)
+
+VERDICT_EXIT = {"PROCEED": 0, "CLEAN": 1, "FIX_SOURCE": 4}
+
+BATCH_TARGET_BYTES = 8 << 20  # values held per batch, roughly
+PROBE_ROWS = 200
+MIN_BATCH_ROWS, MAX_BATCH_ROWS = 256, 50_000
+CACHE_MAX = 4096  # distinct short values whose judgement is remembered, per column
+CACHE_MAX_LEN = 64  # longer strings are judged every time (they rarely repeat)
+DISTINCT_EXACT = 4096  # exact distinct count up to here, HyperLogLog beyond
+HLL_P = 14
+TEXT_MINMAX_LEN = 80  # min/max of text columns are cut to this length
+
+FIXES = {
+    "MISSING_TABLE": "export and ingest the missing workbook; the cleaner cannot invent a table",
+    "EMPTY_TABLE": "re-export the workbook: its first sheet has no data rows",
+    "MISSING_COLUMN": "re-export with the column, or add its header mapping to headers.toml / [headers] in the config",
+    "UNKNOWN_COLUMN": "none needed (kept and reported); declare it in the contract if it matters",
+    "TYPE_MISMATCH": "clean: the cleaner converts the values to the contract type; the target type comes from the contract, not the stored label",
+    "INTEGER_AS_REAL": "clean: integers stored as REAL are rewritten as INTEGER",
+    "NUMBER_AS_TEXT": "clean: numbers stored as text are rewritten as numbers",
+    "NOT_A_NUMBER": "clean: rows with values that are no number go to quarantine; correct them at the source",
+    "INCONSISTENT_DATE_FORMAT": "clean: every date is rewritten as ISO 8601 in the column's decided format",
+    "AMBIGUOUS_DATE_FORMAT": "check the locale policy (date_locale); no value in the column decides day-first vs month-first",
+    "CORRUPT_DATES": "clean: rows with values that are no date go to quarantine (or NULL with clean.null_unparseable_dates)",
+    "EXCEL_SERIAL_DATES": "clean: Excel serial numbers are converted to ISO dates",
+    "FUTURE_DATES": "clean: future-dated rows go to quarantine; correct the typo at the source",
+    "EMPTY_STRINGS": "clean: '' becomes NULL in typed columns",
+    "WHITESPACE_STRINGS": "clean: whitespace-only values become NULL in typed columns",
+    "PLACEHOLDERS": "clean: placeholder tokens become NULL",
+    "NULL_IN_REQUIRED": "fill the value at the source, or let the cleaner quarantine the rows",
+    "NOT_ALLOWED": "map the values to the closed set in the cleaner, or extend the contract if the value is legitimate",
+    "PATTERN_MISMATCH": "clean: rewrite the values to the column's pattern, or quarantine them",
+    "OUT_OF_RANGE": "clean: out-of-range rows go to quarantine (clean.out_of_range)",
+    "DUPLICATE_KEYS": "clean: one row per key is kept (clean.duplicates)",
+    "ORPHANS": "check the scoping of the referenced table; orphans within the tolerance are expected",
+    "NUL_BYTES": "clean: NUL characters are removed (PostgreSQL text cannot hold them)",
+    "MIXED_LINE_ENDINGS": "clean: line endings are normalised to LF",
+    "BLANK_LINE_RUNS": "clean: runs of blank lines are shortened (clean.max_blank_lines)",
+}
+
+CODES_SHORT = {code: text for code, text in CODES.items()}
+
+SEVERITY_RANK = {"warning": 1, "error": 2, "critical": 3}
+
+_LABEL_FAMILY = (
+    ("INT", "integer"),
+    ("CHAR", "text"),
+    ("CLOB", "text"),
+    ("TEXT", "text"),
+    ("BOOL", "flag"),
+    ("REAL", "numeric"),
+    ("FLOA", "numeric"),
+    ("DOUB", "numeric"),
+    ("DATE", "timestamp"),
+    ("TIME", "timestamp"),
+    ("NUM", "numeric"),
+    ("DEC", "numeric"),
+)
+# label family -> kinds of values the label can hold honestly
+_LABEL_HOLDS = {
+    "integer": {"integer"},
+    "numeric": {"integer", "numeric"},
+    "timestamp": {"timestamp", "date"},
+    "text": {"text", "flag", "month"},
+    "flag": {"flag", "integer"},
+}
+_STORAGE_NAMES = {type(None): "null", int: "integer", float: "real", str: "text", bytes: "blob", bool: "boolean"}
+_M64 = (1 << 64) - 1
+
+
+# --- configuration and result of the stage -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    source: Path
+    out: Path | None
+    settings: Settings
+    full: bool = False
+
+
+def run(config: ProfileConfig) -> ProfileResult:
+    """Profile a SQLite file read-only; write the JSON profile to ``config.out`` if given."""
+    if config.out is not None and config.out.resolve() == Path(config.source).resolve():
+        raise InputFileError(f"--out {config.out} is the source database itself", "write the profile to a .json file of its own")
+    with stage_trace("profile", log) as trace:
+        with SQLiteSource(config.source) as source:
+            digest = sha256_file(source.path)
+            result = profile_source(source, config.settings, full=config.full, source_sha256=digest)
+        trace.rows = sum(t.rows for t in result.tables.values())
+        trace.fields.update(verdict=result.verdict, score=result.quality.score, findings=len(result.findings))
+        if config.out is not None:
+            write_profile(result, config.out)
+    return result
+
+
+def write_profile(result: ProfileResult, out: Path) -> None:
+    """Write the JSON profile next to its final place, then rename it into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(result.to_json(), fh, indent=2, ensure_ascii=False, default=_json_safe)
+            fh.write("\n")
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    """Load a profile JSON written by ``write_profile`` (the plain dict; see docs/profile-format.md)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# --- the core -------------------------------------------------------------------------------
+
+
+def profile_source(
+    source: Source,
+    settings: Settings,
+    *,
+    full: bool | None = None,
+    source_sha256: str | None = None,
+    now: datetime | None = None,
+    progress: bool = False,
+) -> ProfileResult:
+    """Profile every table of ``source``; contract checks where a contract exists.
+
+    ``full`` (default ``settings.profile.full``) detects types on every value instead of
+    the evenly spread sample; ``now`` fixes the clock of the future-date checks.
+    """
+    from pipeline import quality
+
+    full = settings.profile.full if full is None else full
+    now = now or datetime.now()
+    present = source.tables()
+    findings: list[Finding] = []
+    tables: dict[str, TableProfile] = {}
+    for name in DATA_TABLES:
+        if name not in present:
+            findings.append(_table_finding("MISSING_TABLE", name, "critical"))
+    for name in present:
+        profile, table_findings = _profile_table(source, name, present, settings, full, now, progress)
+        tables[name] = profile
+        findings.extend(table_findings)
+    findings.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.table, f.column or "", f.code))
+    score = quality.score(tables, findings, settings.profile)
+    reasons = quality.breaker_reasons(tables, findings, settings.profile)
+    criticals = [f for f in findings if f.severity == "critical"]
+    errors = [f for f in findings if f.severity == "error"]
+    if reasons or criticals:
+        verdict = "FIX_SOURCE"
+        grouped: dict[str, list[Finding]] = {}
+        for f in criticals:
+            grouped.setdefault(f.code, []).append(f)
+        for code, group in grouped.items():
+            where = ", ".join(f"{f.table}.{f.column}" if f.column else f.table for f in group[:5])
+            more = f" and {len(group) - 5} more" if len(group) > 5 else ""
+            reasons.append(f"critical {code} ({CODES_SHORT.get(code, code)}): {where}{more}")
+    elif errors:
+        verdict = "CLEAN"
+        by_code = collections.Counter(f.code for f in errors)
+        reasons = [f"{n} error finding{'s' if n > 1 else ''} {code} the cleaner fixes" for code, n in sorted(by_code.items())]
+    else:
+        verdict = "PROCEED"
+        reasons = ["no critical or error finding"]
+    return ProfileResult(
+        source=source.label,
+        source_sha256=source_sha256,
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        full=full,
+        sample_size=settings.profile.sample_size,
+        tables=tables,
+        findings=findings,
+        quality=score,
+        verdict=verdict,
+        reasons=reasons,
+    )
+
+
+def _table_finding(code: str, table: str, severity: str, column: str | None = None, **kw: Any) -> Finding:
+    return Finding(code=code, severity=severity, table=table, column=column, count=kw.pop("count", 1), share=kw.pop("share", 1.0), fix=FIXES[code], **kw)
+
+
+class _Spec:
+    """What one column is checked for: read once from the contract and the settings."""
+
+    def __init__(self, table: str, name: str, declared: str, col: Any, settings: Settings, now: datetime) -> None:
+        self.name = name
+        self.declared = declared
+        self.col = col
+        self.kind: str | None = spec.kind(col) if col is not None else None
+        self.rules = spec.rules(col) if col is not None else {}
+        extra = tuple(settings.column_placeholders.get(table, {}).get(name, ()))
+        own = (spec.placeholders(col) if col is not None else ()) + extra
+        self.declared_tokens = placeholder_set(own)
+        self.tokens = placeholder_set(tuple(settings.placeholder_tokens) + own)
+        self.typed = self.kind in spec.TYPED_KINDS
+        self.date_kind = self.kind in spec.DATE_KINDS
+        # Without a contract any column may turn out to hold dates: label every value.
+        self.maybe_date = self.date_kind or col is None
+        self.long_text = spec.is_long_text(col) if col is not None else True
+        self.personal = spec.is_personal(col) if col is not None else False
+        self.allowed: frozenset | None = None
+        self.pattern: re.Pattern | None = None
+        self.range: tuple | None = None
+        if col is not None:
+            for check in col.checks:
+                stats = check.statistics or {}
+                if check.name == "allowed_values":
+                    self.allowed = frozenset(stats["allowed_values"])
+                elif check.name == "pattern":
+                    self.pattern = re.compile(stats["pattern"])
+                elif check.name == "in_range":
+                    self.range = (stats["min_value"], stats["max_value"], stats["include_min"], stats["include_max"])
+        days = spec.not_future_days(col) if col is not None else None
+        self.future_limit = None if days is None else now + timedelta(days=days)
+        self.blank_run = re.compile(r"(?:\r?\n[ \t]*){%d,}" % (settings.clean.max_blank_lines + 2))
+        self.orphan_values: frozenset = frozenset()
+
+
+class _Info:
+    """The judgement of one distinct value: which counters it increments, and its
+    contribution to the detected kind, min/max and the distinct count."""
+
+    __slots__ = ("hits", "kind", "num", "text", "dt", "hash")
+
+    def __init__(self, hits: tuple, kind: str | None, num: Any, text: str | None, dt: tuple, h: int) -> None:
+        self.hits = hits
+        self.kind = kind
+        self.num = num
+        self.text = text
+        self.dt = dt  # (datetime read day-first, datetime read month-first); None where it is no date
+        self.hash = h
+
+
+def _hash64(value: Any) -> int:
+    """A deterministic 64-bit hash (Python's str hash is salted per process)."""
+    t = type(value)
+    if t is int or t is float or t is bool:
+        x = hash(value) & _M64  # numeric hashes are not salted
+        x ^= x >> 33
+        x = (x * 0xFF51AFD7ED558CCD) & _M64
+        x ^= x >> 33
+        x = (x * 0xC4CEB9FE1A85EC53) & _M64
+        return x ^ (x >> 33)
+    if t is str:
+        data = value.encode("utf-8", "surrogatepass")
+    elif t is bytes:
+        data = value
+    else:
+        data = repr(value).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+class _Distinct:
+    """Exact distinct count up to ``DISTINCT_EXACT`` hashes, HyperLogLog beyond."""
+
+    def __init__(self) -> None:
+        self.exact: set[int] | None = set()
+        self.registers: bytearray | None = None
+
+    def add(self, h: int) -> None:
+        if self.exact is not None:
+            self.exact.add(h)
+            if len(self.exact) > DISTINCT_EXACT:
+                self.registers = bytearray(1 << HLL_P)
+                for x in self.exact:
+                    self._hll(x)
+                self.exact = None
+        else:
+            self._hll(h)
+
+    def _hll(self, h: int) -> None:
+        width = 64 - HLL_P
+        idx = h >> width
+        rank = width - (h & ((1 << width) - 1)).bit_length() + 1
+        regs = self.registers
+        if rank > regs[idx]:  # type: ignore[index]
+            regs[idx] = rank  # type: ignore[index]
+
+    @property
+    def estimated(self) -> bool:
+        return self.exact is None
+
+    def count(self) -> int:
+        if self.exact is not None:
+            return len(self.exact)
+        regs = self.registers
+        assert regs is not None
+        m = len(regs)
+        alpha = 0.7213 / (1 + 1.079 / m)
+        raw = alpha * m * m / sum(2.0**-r for r in regs)
+        zeros = regs.count(0)
+        if raw <= 2.5 * m and zeros:
+            raw = m * math.log(m / zeros)
+        return int(round(raw))
+
+
+def _order_key(order: Order | None) -> int:
+    return 1 if order is Order.MONTH_FIRST else 0
+
+
+class _ColumnScan:
+    """Everything counted about one column over the whole table."""
+
+    def __init__(self, spec_: _Spec, examples: int) -> None:
+        self.spec = spec_
+        self.max_examples = examples
+        self.nulls = 0
+        self.storage: collections.Counter = collections.Counter()
+        self.counts: collections.Counter = collections.Counter()
+        self.examples: dict[str, list] = {}
+        self.kinds: collections.Counter = collections.Counter()
+        self.sampled = 0
+        self.caches: dict[type, dict] = {}
+        self.distinct = _Distinct()
+        self.num_min: Any = None
+        self.num_max: Any = None
+        self.text_min: str | None = None
+        self.text_max: str | None = None
+        self.dt_min: list = [None, None]
+        self.dt_max: list = [None, None]
+
+    # -- judging one distinct value
+
+    def judge(self, value: Any) -> _Info:
+        s = self.spec
+        t = type(value)
+        hits: list[str] = []
+        kind: str | None = None
+        num: Any = None
+        text: str | None = None
+        dt: tuple = (None, None)
+        missing = False
+        if t is str:
+            stripped = value.strip()
+            if not stripped:
+                hits.append("empty" if value == "" else "whitespace")
+                missing = True
+            elif stripped in s.tokens:
+                hits.append("ph:" + stripped)
+                hits.append("placeholder_declared" if stripped in s.declared_tokens else "placeholder_global")
+                if value != stripped:
+                    hits.append("placeholder_padded")
+                missing = True
+            if "\x00" in value:
+                hits.append("nul")
+            if s.long_text and ("\n" in value or "\r" in value):
+                crlf = value.count("\r\n")
+                lf = value.count("\n") - crlf
+                cr = value.count("\r") - crlf
+                if (crlf > 0) + (lf > 0) + (cr > 0) >= 2:
+                    hits.append("crlf_mix")
+                if s.blank_run.search(value):
+                    hits.append("blank_run")
+        if s.typed and not conforms(s.kind, value):  # type: ignore[arg-type]
+            hits.append("nonconforming")
+        if not missing:
+            kind = detect_kind(value)
+            if s.kind in ("integer", "numeric") or (s.kind is None and t is not str):
+                num = to_number(value) if t is not bool else None
+            elif t is str and not s.date_kind:
+                text = value
+            if s.typed and not s.date_kind and "nonconforming" in hits:
+                if s.kind == "integer" and to_integer(value) is not None:
+                    hits.append("integer_as_real" if t is float else "number_as_text" if t is str else "convertible")
+                elif s.kind == "numeric" and to_number(value) is not None:
+                    hits.append("number_as_text" if t is str else "convertible")
+                elif s.kind == "integer" and to_number(value) is not None:
+                    hits.extend(("not_integer", "unfixable"))
+                else:
+                    hits.extend(("not_a_number", "unfixable"))
+            elif s.kind is None and t is float and value.is_integer():
+                hits.append("integer_as_real")
+            if s.maybe_date:
+                dt = self._judge_date(value, hits)
+            if s.allowed is not None and value not in s.allowed:
+                hits.append("not_allowed")
+            if s.pattern is not None and not s.pattern.match(value if t is str else str(value)):
+                hits.append("pattern")
+            if s.range is not None:
+                n = to_number(value)
+                if n is not None:
+                    lo, hi, inc_lo, inc_hi = s.range
+                    if (n < lo if inc_lo else n <= lo) or (n > hi if inc_hi else n >= hi):
+                        hits.append("range")
+            if s.orphan_values and value in s.orphan_values:
+                hits.append("orphan")
+        return _Info(tuple(hits), kind, num, text, dt, _hash64(value))
+
+    def _judge_date(self, value: Any, hits: list[str]) -> tuple:
+        s = self.spec
+        if s.kind is None and type(value) is not str:
+            return (None, None)  # numbers in a column without contract are numbers, not serials
+        label = evidence_label(value)
+        hits.append("date:" + label)
+        if label in ("unparseable", "null", "empty"):
+            if label == "unparseable":
+                hits.append("corrupt")
+            return (None, None)
+        out = []
+        for order, tag in ((Order.DAY_FIRST, "df"), (Order.MONTH_FIRST, "mf")):
+            try:
+                parsed = parse_date(value, order)
+            except (DateParseError, ValueError, OverflowError):
+                hits.append("invalid@" + tag)
+                out.append(None)
+                continue
+            if s.future_limit is not None and parsed > s.future_limit:
+                hits.append("future@" + tag)
+            out.append(parsed)
+        return tuple(out)
+
+    # -- one batch of the column
+
+    def feed(self, col: tuple, key_at: Callable[[int], Any], sample_first: int, stride: int) -> None:
+        self.nulls += col.count(None)
+        types = collections.Counter(map(type, col))
+        self.storage.update(types)
+        mixed = (int in types and float in types) or bool in types
+        try:
+            if mixed:  # 5 == 5.0 in Python: keep the storage apart
+                items = list(collections.Counter(zip(map(type, col), col)).items())
+            else:
+                items = [((type(v), v), n) for v, n in collections.Counter(col).items()]
+        except TypeError:  # unhashable values (arrays, JSON from PostgreSQL): judge their text form
+            col = tuple(v if v is None else repr(v) for v in col)
+            items = [((type(v), v), n) for v, n in collections.Counter(col).items()]
+        counts = self.counts
+        examples = self.examples
+        full_detect = stride == 1
+        for (t, value), n in items:
+            if value is None:
+                continue
+            cache = self.caches.get(t)
+            if cache is None:
+                cache = self.caches[t] = {}
+            info = cache.get(value)
+            if info is None:
+                info = self.judge(value)
+                if len(cache) < CACHE_MAX and (t is not str or len(value) <= CACHE_MAX_LEN):
+                    cache[value] = info
+            self.distinct.add(info.hash)
+            if full_detect and info.kind is not None:
+                self.kinds[info.kind] += n
+                self.sampled += n
+            if info.hits:
+                need = None
+                for h in info.hits:
+                    counts[h] += n
+                    bucket = examples.get(h)
+                    if bucket is None:
+                        bucket = examples[h] = []
+                    if len(bucket) < self.max_examples:
+                        if need is None:
+                            need = _positions(col, value, t, self.max_examples)
+                        for p in need:
+                            if len(bucket) >= self.max_examples:
+                                break
+                            bucket.append(key_at(p))
+            if info.num is not None:
+                if self.num_min is None or info.num < self.num_min:
+                    self.num_min = info.num
+                if self.num_max is None or info.num > self.num_max:
+                    self.num_max = info.num
+            elif info.text is not None:
+                if self.text_min is None or info.text < self.text_min:
+                    self.text_min = info.text[:TEXT_MINMAX_LEN]
+                if self.text_max is None or info.text > self.text_max:
+                    self.text_max = info.text[:TEXT_MINMAX_LEN]
+            if info.dt[0] is not None or info.dt[1] is not None:
+                for i in (0, 1):
+                    d = info.dt[i]
+                    if d is None:
+                        continue
+                    if self.dt_min[i] is None or d < self.dt_min[i]:
+                        self.dt_min[i] = d
+                    if self.dt_max[i] is None or d > self.dt_max[i]:
+                        self.dt_max[i] = d
+        if not full_detect:
+            for value in col[sample_first::stride]:
+                if value is None:
+                    continue
+                cache = self.caches.get(type(value))
+                info = cache.get(value) if cache is not None else None
+                kind = info.kind if info is not None else _detect(value, self.spec.tokens)
+                if kind is not None:
+                    self.kinds[kind] += 1
+                    self.sampled += 1
+
+
+def _detect(value: Any, tokens: frozenset[str]) -> str | None:
+    if isinstance(value, str) and value.strip() in tokens:
+        return None
+    return detect_kind(value)
+
+
+def _positions(col: tuple, value: Any, t: type, need: int) -> list[int]:
+    """Up to ``need`` row positions holding ``value`` (of type ``t``: 5 == 5.0 in Python)."""
+    out: list[int] = []
+    i = -1
+    while len(out) < need:
+        try:
+            i = col.index(value, i + 1)
+        except ValueError:
+            break
+        if type(col[i]) is t:
+            out.append(i)
+    return out
+
+
+def _batch_rows(source: Source, table: str, columns: Sequence[str]) -> int:
+    """Rows per batch so that a batch holds about ``BATCH_TARGET_BYTES`` of values."""
+    probe = next(iter(source.iter_batches(table, columns, PROBE_ROWS, limit=PROBE_ROWS)), [])
+    if not probe:
+        return MAX_BATCH_ROWS
+    size = 0
+    for row in probe:
+        for v in row:
+            size += 56 + (len(v) if isinstance(v, (str, bytes)) else 8)
+    per_row = max(size / len(probe), 1.0)
+    return int(min(MAX_BATCH_ROWS, max(MIN_BATCH_ROWS, BATCH_TARGET_BYTES // per_row)))
+
+
+def _label_family(declared: str) -> str | None:
+    upper = declared.upper()
+    if not upper or "BLOB" in upper or upper == "ANY":
+        return None
+    for needle, family in _LABEL_FAMILY:
+        if needle in upper:
+            return family
+    return None
+
+
+def _detected(kinds: collections.Counter, sampled: int, threshold: float) -> tuple[str | None, float]:
+    """The narrowest kind at least ``threshold`` of the sampled values fit; failing that,
+    the typed kind most of them fit, or text."""
+    if not sampled:
+        return None, 0.0
+    fits = {
+        "integer": kinds["integer"],
+        "numeric": kinds["integer"] + kinds["numeric"],
+        "date": kinds["date"],
+        "timestamp": kinds["date"] + kinds["timestamp"],
+    }
+    for k in ("integer", "numeric", "date", "timestamp"):
+        if fits[k] / sampled >= threshold:
+            return k, round(fits[k] / sampled, 4)
+    best = max(("numeric", "timestamp"), key=lambda k: fits[k])
+    if fits[best] / sampled > 0.5:
+        narrow = {"numeric": "integer", "timestamp": "date"}[best]
+        chosen = narrow if fits[narrow] == fits[best] else best
+        return chosen, round(fits[chosen] / sampled, 4)
+    return "text", 1.0
+
+
+def _profile_table(
+    source: Source,
+    name: str,
+    present: list[str],
+    settings: Settings,
+    full: bool,
+    now: datetime,
+    progress: bool,
+) -> tuple[TableProfile, list[Finding]]:
+    schema = contract_for(name)
+    facts = spec.facts(schema) if schema is not None else None
+    declared = source.columns(name)
+    names = [c for c, _ in declared]
+    rows = source.row_count(name)
+    findings: list[Finding] = []
+    ps = settings.profile
+    k = ps.example_keys
+    contract_cols = dict(schema.columns) if schema is not None else {}
+    missing = [c for c in contract_cols if c not in names]
+    extra = [c for c in names if schema is not None and c not in contract_cols]
+    for c in missing:
+        findings.append(_table_finding("MISSING_COLUMN", name, "critical", c, count=rows, detail={"columns_found": names[:80]}))
+    if schema is not None and rows == 0:
+        severity = "critical" if name in DATA_TABLES else "warning"
+        findings.append(_table_finding("EMPTY_TABLE", name, severity, count=0, share=0.0))
+
+    specs = [_Spec(name, c, d, contract_cols.get(c), settings, now) for c, d in declared]
+    scans = [_ColumnScan(sp, k) for sp in specs]
+    by_name = {sc.spec.name: sc for sc in scans}
+
+    # Whole-table checks first: their sampled values let the pass find example rows.
+    key_cols = list(facts.key) if facts is not None and all(c in names for c in facts.key) else []
+    if key_cols and rows:
+        dup_count, dup_sample = source.duplicate_keys(name, key_cols, limit=k)
+        if dup_count:
+            rule = facts.key_rule  # type: ignore[union-attr]
+            findings.append(
+                Finding(
+                    "DUPLICATE_KEYS", _within(rule, dup_count / rows), name, ",".join(key_cols), dup_count,
+                    round(dup_count / rows, 6), [_key_json(s if len(key_cols) > 1 else s[0]) for s in dup_sample],
+                    FIXES["DUPLICATE_KEYS"], {"key": key_cols, "tolerance": rule.tolerance},
+                )
+            )
+    orphan_results = []
+    if facts is not None and rows:
+        for ref in facts.references:
+            if ref.column not in names or ref.target_table not in present:
+                continue
+            if ref.target_column not in [c for c, _ in source.columns(ref.target_table)]:
+                continue
+            count, total, sample = source.orphans(name, ref.column, ref.target_table, ref.target_column, ref.ignore, limit=k)
+            orphan_results.append((ref, count, total, sample))
+            by_name[ref.column].spec.orphan_values = frozenset(v for v in sample if _hashable(v))
+
+    rowid = getattr(source, "row_id_column", None)
+    rowid_col = rowid(name) if (callable(rowid) and not key_cols) else None
+    select = names + ([rowid_col] if rowid_col else [])
+    key_idx = [names.index(c) for c in key_cols]
+    stride = 1 if full else max(1, math.ceil(rows / max(ps.sample_size, 1)))
+    batch_rows = _batch_rows(source, name, select) if rows else MAX_BATCH_ROWS
+    start = 0
+    with Progress(f"profile {name}", rows, stream=sys.stderr if progress else _Silent()) as bar:
+        for batch in source.iter_batches(name, select, batch_rows):
+            cols = list(zip(*batch))
+            if key_idx:
+                kc = [cols[i] for i in key_idx]
+                if len(kc) == 1:
+                    only = kc[0]
+                    key_at = lambda i, only=only: _key_json(only[i])  # noqa: E731
+                else:
+                    key_at = lambda i, kc=kc: [_key_json(c[i]) for c in kc]  # noqa: E731
+            elif rowid_col:
+                rid = cols[-1]
+                key_at = lambda i, rid=rid: rid[i]  # noqa: E731
+            else:
+                key_at = lambda i, start=start: start + i + 1  # noqa: E731
+            first = (-start) % stride
+            for scan, col in zip(scans, cols):
+                scan.feed(col, key_at, first, stride)
+            start += len(batch)
+            bar.advance(len(batch))
+            del cols, batch
+
+    columns: dict[str, ColumnProfile] = {}
+    for scan in scans:
+        profile, col_findings = _finish_column(name, rows, scan, settings)
+        columns[scan.spec.name] = profile
+        findings.extend(col_findings)
+    for ref, count, total, sample in orphan_results:
+        if not count:
+            continue
+        share = count / total if total else 0.0
+        examples = by_name[ref.column].examples.get("orphan", [])[:k]
+        findings.append(
+            Finding(
+                "ORPHANS", _within(ref.rule, share), name, ref.column, count, round(share, 6), examples, FIXES["ORPHANS"],
+                {
+                    "target": f"{ref.target_table}.{ref.target_column}",
+                    "references": total,
+                    "tolerance": ref.rule.tolerance,
+                    "orphan_values": [_key_json(v) for v in sample],
+                    "ignored_values": [_key_json(v) for v in ref.ignore],
+                },
+            )
+        )
+    if schema is not None:
+        for c in extra:
+            nn = rows - columns[c].null_count
+            findings.append(
+                Finding("UNKNOWN_COLUMN", "warning", name, c, nn, round(nn / rows, 6) if rows else 0.0, [], FIXES["UNKNOWN_COLUMN"])
+            )
+    return (
+        TableProfile(name=name, rows=rows, has_contract=schema is not None, columns=columns, missing_columns=missing, extra_columns=extra),
+        findings,
+    )
+
+
+class _Silent:
+    def write(self, _: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _hashable(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+def _within(rule: spec.Rule, share: float) -> str:
+    """The rule's severity, or warning when the failing share is within its tolerance."""
+    return "warning" if share <= rule.tolerance else rule.severity
+
+
+def _key_json(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    return _json_safe(v)
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v) if v.is_finite() else str(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, (set, frozenset, tuple)):
+        return list(v)
+    return str(v)
+
+
+def _finish_column(table: str, rows: int, scan: _ColumnScan, settings: Settings) -> tuple[ColumnProfile, list[Finding]]:
+    s = scan.spec
+    c = scan.counts
+    ex = scan.examples
+    k = settings.profile.example_keys
+    nonnull = rows - scan.nulls
+    findings: list[Finding] = []
+    contract = s.col is not None
+
+    def add(code: str, severity: str, count: int, base: int, examples: list | None = None, **detail: Any) -> None:
+        if count <= 0:
+            return
+        findings.append(
+            Finding(code, severity, table, s.name, count, round(count / base, 6) if base else 0.0, list(examples or [])[:k], FIXES[code], detail)
+        )
+
+    def rule_sev(name: str, share: float, default: str = "error") -> str:
+        rule = s.rules.get(name)
+        return _within(rule, share) if rule is not None else default
+
+    detected, confidence = _detected(scan.kinds, scan.sampled, settings.profile.type_confidence)
+
+    # Dates: decided over all values of the column.
+    decision: DateFormatDecision | None = None
+    is_date = s.date_kind or (not contract and (detected in ("date", "timestamp") or _label_family(s.declared) == "timestamp"))
+    if is_date:
+        vote = DateFormatVote(max_examples=k)
+        for label in ("iso", "day_first", "month_first", "slash_ambiguous", "serial", "unparseable"):
+            n = c["date:" + label]
+            if n:
+                vote.add_label(label, n, ex.get("date:" + label, []))
+        locale = Order.DAY_FIRST if settings.date_locale == "day-first" else Order.MONTH_FIRST
+        decision = decide_format(vote, locale)
+    order_tag = "mf" if decision is not None and decision.order is Order.MONTH_FIRST else "df"
+    oi = _order_key(decision.order if decision else None)
+
+    # Blanks and placeholders.
+    empty, ws = c["empty"], c["whitespace"]
+    tokens = {h[3:]: n for h, n in c.items() if h.startswith("ph:")}
+    placeholder_total = sum(tokens.values())
+    typed_or_date = s.typed or is_date
+    blank_sev = "error" if contract and s.typed else "warning"
+    add("EMPTY_STRINGS", blank_sev, empty, rows, ex.get("empty"), typed=typed_or_date)
+    add("WHITESPACE_STRINGS", blank_sev, ws, rows, ex.get("whitespace"), typed=typed_or_date)
+    if placeholder_total:
+        declared_hit = c["placeholder_declared"] > 0
+        sev = "error" if contract and (s.typed or declared_hit) else "warning"
+        keys: list = []
+        for h in ("placeholder_declared", "placeholder_global"):
+            keys.extend(ex.get(h, []))
+        add("PLACEHOLDERS", sev, placeholder_total, rows, keys, tokens=dict(sorted(tokens.items())), padded=c["placeholder_padded"])
+
+    # Contract type.
+    nonconforming = c["nonconforming"] if s.typed else 0
+    label_family = _label_family(s.declared)
+    declared_mismatch = False
+    if label_family is not None and nonnull:
+        if contract:
+            declared_mismatch = s.kind not in _LABEL_HOLDS.get(label_family, set()) and not (
+                label_family == "text" and s.kind in ("text", "flag", "month")
+            )
+        elif detected is not None and confidence >= settings.profile.type_confidence:
+            declared_mismatch = detected not in _LABEL_HOLDS.get(label_family, {detected})
+    corrupt = 0
+    if is_date and decision is not None:
+        corrupt = c["corrupt"] + (c["invalid@" + order_tag] if decision.order is not None else 0)
+    unfixable = corrupt if s.date_kind else c["unfixable"]
+    considered = nonnull - empty - ws - placeholder_total
+    if nonconforming or declared_mismatch:
+        sev = rule_sev("type", nonconforming / nonnull if nonnull else 0.0) if nonconforming else "warning"
+        count = nonconforming if nonconforming else nonnull
+        keys = ex.get("nonconforming") if nonconforming else []
+        reasons = {
+            r: c[r]
+            for r in ("empty", "whitespace", "integer_as_real", "number_as_text", "not_integer", "not_a_number", "convertible")
+            if c[r] and (s.typed or r in ("integer_as_real",))
+        }
+        if placeholder_total and s.typed:
+            reasons["placeholder"] = placeholder_total
+        if s.date_kind and decision is not None:
+            for label in ("day_first", "month_first", "slash_ambiguous", "serial"):
+                if c["date:" + label]:
+                    reasons[label] = c["date:" + label]
+            if corrupt:
+                reasons["corrupt"] = corrupt
+        add(
+            "TYPE_MISMATCH", sev, count, nonnull, keys,
+            declared_type=s.declared, contract_kind=s.kind, detected_kind=detected,
+            declared_mismatch=declared_mismatch, nonconforming=nonconforming, reasons=reasons,
+            unfixable=unfixable, considered=considered,
+        )
+    if contract and s.kind in ("integer", "numeric"):
+        add("INTEGER_AS_REAL", rule_sev("type", c["integer_as_real"] / max(nonnull, 1)), c["integer_as_real"], nonnull, ex.get("integer_as_real"))
+        add("NUMBER_AS_TEXT", rule_sev("type", c["number_as_text"] / max(nonnull, 1)), c["number_as_text"], nonnull, ex.get("number_as_text"))
+        bad = c["not_a_number"] + c["not_integer"]
+        add(
+            "NOT_A_NUMBER", rule_sev("type", bad / max(nonnull, 1)), bad, nonnull,
+            ex.get("not_a_number", []) + ex.get("not_integer", []), not_a_number=c["not_a_number"], not_integer=c["not_integer"],
+        )
+    elif not contract and detected == "integer" and c["integer_as_real"]:
+        add("INTEGER_AS_REAL", "warning", c["integer_as_real"], nonnull, ex.get("integer_as_real"))
+
+    # Date findings.
+    date_json = None
+    if decision is not None:
+        date_json = decision.to_json()
+        date_sev = "error" if s.date_kind else "warning"
+        fam = {"iso": c["date:iso"], "slash": c["date:day_first"] + c["date:month_first"] + c["date:slash_ambiguous"], "serial": c["date:serial"]}
+        if decision.inconsistent:
+            dominant = max(fam, key=lambda f: fam[f])
+            minority = sum(n for f, n in fam.items() if f != dominant)
+            conflict = bool(c["date:day_first"] and c["date:month_first"])
+            keys = []
+            for f in fam:
+                if f == dominant:
+                    continue
+                labels = {"iso": ["iso"], "slash": ["day_first", "month_first", "slash_ambiguous"], "serial": ["serial"]}[f]
+                for label in labels:
+                    keys.extend(ex.get("date:" + label, []))
+            add(
+                "INCONSISTENT_DATE_FORMAT", "critical" if conflict and s.date_kind else date_sev,
+                minority + (min(c["date:day_first"], c["date:month_first"]) if conflict else 0), nonnull, keys, families=fam, dominant=dominant,
+                decided_order=decision.order.value if decision.order else None, conflicting_orders=conflict, format=decision.format.value,
+            )
+        if decision.ambiguous:
+            add("AMBIGUOUS_DATE_FORMAT", "warning", c["date:slash_ambiguous"], nonnull, ex.get("date:slash_ambiguous"),
+                decided_order=decision.order.value if decision.order else None, locale=settings.date_locale)
+        corrupt_keys = ex.get("corrupt", []) + (ex.get("invalid@" + order_tag, []) if decision.order is not None else [])
+        add("CORRUPT_DATES", date_sev, corrupt, nonnull, corrupt_keys, unparseable=c["corrupt"],
+            invalid_in_decided_order=corrupt - c["corrupt"])
+        if s.date_kind or not contract:
+            add("EXCEL_SERIAL_DATES", date_sev, c["date:serial"], nonnull, ex.get("date:serial"))
+        if s.future_limit is not None:
+            add("FUTURE_DATES", rule_sev("not_future", c["future@" + order_tag] / max(nonnull, 1)), c["future@" + order_tag], nonnull,
+                ex.get("future@" + order_tag), after=s.future_limit.strftime("%Y-%m-%d %H:%M:%S"))
+
+    # Contract value checks.
+    if contract:
+        if "not_null" in s.rules:
+            add("NULL_IN_REQUIRED", rule_sev("not_null", scan.nulls / rows if rows else 0.0), scan.nulls, rows, [])
+        if s.allowed is not None:
+            add("NOT_ALLOWED", rule_sev("allowed_values", c["not_allowed"] / max(considered, 1)), c["not_allowed"], considered,
+                ex.get("not_allowed"), allowed=sorted(s.allowed))
+        if s.pattern is not None:
+            add("PATTERN_MISMATCH", rule_sev("pattern", c["pattern"] / max(considered, 1)), c["pattern"], considered,
+                ex.get("pattern"), pattern=s.pattern.pattern)
+        if s.range is not None:
+            lo, hi, inc_lo, inc_hi = s.range
+            add("OUT_OF_RANGE", rule_sev("in_range", c["range"] / max(considered, 1)), c["range"], considered, ex.get("range"),
+                range=f"{'[' if inc_lo else '('}{_key_json(lo)}, {_key_json(hi)}{']' if inc_hi else ')'}")
+    hygiene_sev = "error" if contract else "warning"
+    add("NUL_BYTES", hygiene_sev, c["nul"], nonnull, ex.get("nul"))
+    if s.long_text:
+        add("MIXED_LINE_ENDINGS", hygiene_sev, c["crlf_mix"], nonnull, ex.get("crlf_mix"))
+        add("BLANK_LINE_RUNS", hygiene_sev, c["blank_run"], nonnull, ex.get("blank_run"), max_blank_lines=settings.clean.max_blank_lines)
+
+    # Min / max: in the column's own terms; never for personal or long free text.
+    lo: Any = None
+    hi: Any = None
+    if decision is not None and scan.dt_min[oi] is not None:
+        lo, hi = scan.dt_min[oi].strftime("%Y-%m-%d %H:%M:%S"), scan.dt_max[oi].strftime("%Y-%m-%d %H:%M:%S")
+    elif scan.num_min is not None and (s.kind in ("integer", "numeric") or not contract):
+        lo, hi = _key_json(scan.num_min), _key_json(scan.num_max)
+    elif scan.text_min is not None and not s.personal and not (contract and s.long_text):
+        lo, hi = scan.text_min, scan.text_max
+    storage = {_STORAGE_NAMES.get(t, t.__name__.lower()): n for t, n in sorted(scan.storage.items(), key=lambda kv: -kv[1])}
+    profile = ColumnProfile(
+        name=s.name,
+        declared_type=s.declared,
+        contract_kind=s.kind,
+        storage_classes=storage,
+        detected_kind=detected,
+        confidence=confidence,
+        sampled=scan.sampled,
+        null_count=scan.nulls,
+        empty_count=empty,
+        whitespace_count=ws,
+        placeholder_counts=dict(sorted(tokens.items())),
+        distinct_count=scan.distinct.count(),
+        min=lo,
+        max=hi,
+        date=date_json,
+        nonconforming=nonconforming,
+        distinct_estimated=scan.distinct.estimated,
+    )
+    return profile, findings
+
+
+# --- CLI --------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, type=Path, metavar="DB", help="the SQLite database to profile (opened read-only)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write the profile as JSON here (format: docs/profile-format.md)")
+    parser.add_argument("--full", action="store_true", help="detect types on every value instead of the evenly spread sample")
+    parser.add_argument("--sample-size", type=int, metavar="N", help="values per column sampled for type detection (default 5000)")
+    # Hook: the --dry-run-postgres option (profile a PostgreSQL schema) is added by the
+    # PostgreSQL source's owner here; it builds a PostgresSource and calls profile_source.
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sample_size is not None:
+        if args.sample_size < 1:
+            raise ConfigError(f"--sample-size must be a positive number, not {args.sample_size}", "give e.g. --sample-size 5000, or --full")
+        settings = settings.with_overrides(**{"profile.sample_size": args.sample_size})
+    result = run(ProfileConfig(source=args.source, out=args.out, settings=settings, full=bool(args.full)))
+    print(summary(result, args.out))
+    return VERDICT_EXIT[result.verdict]
+
+
+def summary(result: ProfileResult, out: Path | None = None, limit: int = 15) -> str:
+    """A short human summary: tables, score, the worst findings, the verdict and its reasons."""
+    lines = [f"profile of {result.source}"]
+    for t in result.tables.values():
+        mark = "" if t.has_contract else "  (no contract)"
+        lines.append(f"  {t.name:<20} {t.rows:>10,} rows {len(t.columns):>4} columns{mark}")
+    q = result.quality
+    dims = "  ".join(f"{k} {v:.1f}" for k, v in q.dimensions.items())
+    lines.append(f"quality {q.score:.1f} ({q.grade}): {dims}")
+    counts = collections.Counter(f.severity for f in result.findings)
+    lines.append(
+        f"findings: {counts['critical']} critical, {counts['error']} error, {counts['warning']} warning"
+    )
+    for f in result.findings[:limit]:
+        where = f"{f.table}.{f.column}" if f.column else f.table
+        lines.append(f"  {f.severity:<8} {f.code:<24} {where}: {f.count:,} ({f.share:.2%})")
+    if len(result.findings) > limit:
+        lines.append(f"  ... {len(result.findings) - limit} more" + (f" in {out}" if out else " (--out FILE for all)"))
+    lines.append(f"verdict: {result.verdict}")
+    for r in result.reasons:
+        lines.append(f"  - {r}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "ProfileConfig",
+    "profile_source",
+    "run",
+    "write_profile",
+    "read_profile",
+    "summary",
+    "add_arguments",
+    "command",
+    "VERDICT_EXIT",
+    "REGISTRY",
+]
