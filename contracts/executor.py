@@ -259,7 +259,8 @@ class _TableChecker:
         tallies = self._stream(column_plan) if self.exists else {}
         for name, col in self.schema.columns.items():
             results.extend(self._column_results(name, col, tallies.get(name)))
-        results.append(self._unique_key())
+        if self.facts.key:  # a table declared without a key has no uniqueness to check
+            results.append(self._unique_key())
         results.extend(self._references())
         return results
 
