@@ -1,0 +1,1363 @@
+"""Gate 3: a cleaned SQLite file into a new, typed PostgreSQL schema, then a safe cut-over.
+
+One run, in order (each step recorded in the ledger ``<schema>_meta.migrations``):
+
+1. preflight (when ``pipeline.preflight`` is present) and an advisory lock per live
+   schema, so two migrations of the same schema never interleave;
+2. recovery: ledger rows of dead runs (still ``running``/``loaded``/``validated``) have
+   their half-built schemas dropped; a source already migrated (same SHA-256) is not
+   loaded again unless forced;
+3. canary (default on): a deterministic 10% of tickets (by a hash of the ticket id)
+   with their comments and timesheets, loaded into ``<schema>_canary_<ts>``, validated
+   and checked by the contracts, then dropped; a failing canary stops the run here;
+4. the full load into ``<schema>_v<UTC timestamp>``: tables from the contracts
+   (``pipeline.pgschema``), rows streamed from SQLite into ``COPY ... FROM STDIN`` in
+   batches. SQLite itself formats each row as a COPY text line (C speed, no per-value
+   Python work); a batch PostgreSQL refuses is bisected down to the refused rows, which
+   go to ``<schema>_meta.rejects`` with the server's message. Date text that is not ISO
+   8601 never reaches the server (its ``DateStyle`` would guess ``05/07/2025``);
+5. validation before cut-over: per-table row counts and content checksums equal on
+   both sides, the contracts run on PostgreSQL (``contracts.gate.run_gate``) with a
+   quality score at least the source's, and every dashboard query runs;
+6. the read-only role gets USAGE and SELECT on the new version; a ``pg_dump`` of the
+   live schema is taken (when ``pipeline.backup`` is present);
+7. cut-over in ONE transaction: ``servicedesk`` -> its version name, the new version ->
+   ``servicedesk``; readers never see the tables missing. Old versions beyond
+   ``migrate.keep_versions`` are dropped.
+
+Content checksums are computed identically on both sides: every value is written in a
+canonical text form (integers as digits, numbers with 15 significant digits as
+PostgreSQL's float8 output does with ``extra_float_digits = 0``, timestamps as
+``YYYY-MM-DD HH:MM:SS.mmm``, dates as ``YYYY-MM-DD``, NULL as ``\\N``), a row's values
+are joined with U+001F, and a table's checksum is (row count, sum of the first 60 bits
+of each row's MD5): independent of row order, sensitive to any changed, lost or
+duplicated row.
+
+Privileges: the migration's role needs CREATE on the database (to create schemas) and
+ownership of the schemas it renames; creating the read-only role needs CREATEROLE once
+(or an administrator creates it beforehand: ``CREATE ROLE servicedesk_reader NOLOGIN``).
+No superuser rights are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from contracts.schemas import contract_for
+from contracts.spec import facts
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, EtlError, GateFailed, InputFileError, ResourceExhausted, TargetUnavailable
+from pipeline.observe import Progress, current_rss_mb, stage_trace
+from pipeline.pgschema import TablePlan, add_key, create_indexes, create_table, data_table_plans, qualified
+from pipeline.pgserver import Target, connect, redact, resolve_target
+from pipeline.sources import check_sqlite_file, quote_sqlite, sha256_file
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+GATE = "Gate 3"
+HEALTH_EVERY_ROWS = 10_000
+MIN_FREE_DISK_MB = 256  # under this on the embedded server's disk: stop before it fills
+MIN_AVAILABLE_MEMORY_MB = 64
+LOCK_WAIT_SECONDS = 15.0  # a killed run's backend may take a moment to notice and release
+CANARY_BUCKETS = 1000
+REJECT_TEXT_CHARS = 4000
+
+# Ledger statuses. Unfinished ones belong to a running (locked) or dead run.
+RUNNING, LOADED, VALIDATED = "running", "loaded", "validated"
+LIVE, RETAINED, ROLLED_BACK = "live", "retained", "rolled_back"
+FAILED, ABANDONED, DROPPED, SKIPPED = "failed", "abandoned", "dropped", "skipped"
+UNFINISHED = (RUNNING, LOADED, VALIDATED)
+KEPT = (LIVE, RETAINED, ROLLED_BACK)
+
+
+# --- configuration and results ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrateConfig:
+    """One migration: which cleaned file, where to, and how strict."""
+
+    source: Path
+    target: str | None  # conninfo; None: the config file's target, else the embedded server
+    schema: str = "servicedesk"
+    canary: bool = True
+    quality_gate: float = 80.0
+    settings: Settings = field(default_factory=Settings)
+    force: bool = False
+    on_error: str | None = None  # reject | stop; None: settings.migrate.on_error
+    contracts: bool = True  # run the contract gate on PostgreSQL (canary and full load)
+    preflight: bool = True
+    backup: bool = True  # pg_dump of the live schema before cut-over
+    backups_dir: Path | None = None  # default: pipeline.backup's (.servicedesk/backups)
+    data_dir: Path | None = None  # the embedded server's data folder
+
+
+@dataclass(frozen=True)
+class TableResult:
+    name: str
+    source_rows: int
+    loaded_rows: int
+    rejected_rows: int
+    checksum_source: str
+    checksum_target: str
+    seconds: float
+
+    @property
+    def matches(self) -> bool:
+        return self.source_rows - self.rejected_rows == self.loaded_rows and self.checksum_source == self.checksum_target
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    run_id: int
+    status: str  # live | skipped
+    live_schema: str
+    version_schema: str
+    source_sha256: str
+    tables: tuple[TableResult, ...] = ()
+    rejects: int = 0
+    canary: tuple[TableResult, ...] = ()
+    previous_version: str | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    backup_id: str | None = None
+    message: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(t.loaded_rows for t in self.tables)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows"] = self.rows
+        return data
+
+
+# --- names -----------------------------------------------------------------------------
+
+
+def meta_schema(schema: str) -> str:
+    return f"{schema}_meta"
+
+
+def _stamp(now: datetime) -> str:
+    return now.strftime("%Y%m%d_%H%M%S_") + f"{now.microsecond // 1000:03d}"
+
+
+def version_name(schema: str, now: datetime) -> str:
+    """``servicedesk_v20261127_161500_123`` (UTC, milliseconds keep fast runs apart)."""
+    return f"{schema}_v{_stamp(now)}"
+
+
+def canary_name(schema: str, now: datetime) -> str:
+    return f"{schema}_canary_{_stamp(now)}"
+
+
+def _check_schema_name(schema: str) -> None:
+    if not schema or len(schema.encode()) > 36:
+        raise ConfigError(
+            f"schema name {schema!r} must be 1 to 36 bytes (versions append _v<timestamp>, 63 at most)",
+            "pass a shorter --schema",
+        )
+
+
+# --- SQL built from the contracts: COPY lines, canonical text, filters -------------------
+
+
+def _q(name: str) -> str:
+    return quote_sqlite(name)
+
+
+def _sqlite_escape(expr: str) -> str:
+    """COPY text format: backslash, tab, newline and carriage return escaped."""
+    return (
+        f"replace(replace(replace(replace({expr}, '\\', '\\\\'), char(9), '\\t'), char(10), '\\n'), char(13), '\\r')"
+    )
+
+
+_DIGIT = "[0-9]"
+_DATE_GLOB = f"{_DIGIT * 4}-{_DIGIT * 2}-{_DIGIT * 2}"
+_MINUTE_GLOB = f"{_DATE_GLOB}[ T]{_DIGIT * 2}:{_DIGIT * 2}"
+
+
+def _iso_shape(column: str, pgtype: str) -> str:
+    """SQLite condition: the value is ISO 8601 text PostgreSQL reads the same under any DateStyle."""
+    c = _q(column)
+    date_ok = f"(length({c}) = 10 AND {c} GLOB '{_DATE_GLOB}')"
+    if pgtype == "date":
+        return f"(typeof({c}) = 'text' AND {date_ok})"
+    seconds = f"(length({c}) = 19 AND {c} GLOB '{_MINUTE_GLOB}:{_DIGIT * 2}')"
+    fraction = (
+        f"(length({c}) BETWEEN 21 AND 26 AND substr({c}, 1, 19) GLOB '{_MINUTE_GLOB}:{_DIGIT * 2}' "
+        f"AND substr({c}, 20, 1) = '.' AND substr({c}, 21) NOT GLOB '*[^0-9]*')"
+    )
+    minutes = f"(length({c}) = 16 AND {c} GLOB '{_MINUTE_GLOB}')"
+    return f"(typeof({c}) = 'text' AND ({date_ok} OR {minutes} OR {seconds} OR {fraction}))"
+
+
+def _date_columns(plan: TablePlan) -> list[tuple[str, str]]:
+    return [(name, t) for name, t, _ in plan.columns if t in ("timestamp", "date")]
+
+
+def bad_date_condition(plan: TablePlan) -> str | None:
+    """SQLite condition true for rows holding a date value that is not ISO text."""
+    parts = [f"({_q(n)} IS NOT NULL AND NOT {_iso_shape(n, t)})" for n, t in _date_columns(plan)]
+    return " OR ".join(parts) if parts else None
+
+
+def copy_line_sql(plan: TablePlan) -> str:
+    """SQLite expression: one row as a line of PostgreSQL's COPY text format."""
+    parts = []
+    for name, pgtype, _ in plan.columns:
+        c = _q(name)
+        if pgtype == "bigint":
+            # 3652948.0 (an id stored as REAL) is the integer it stands for; 3.5 is sent
+            # as it is and refused by the server.
+            value = f"CASE WHEN typeof({c}) = 'real' AND {c} = CAST({c} AS INTEGER) THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE {_sqlite_escape(c)} END"
+        elif pgtype == "numeric":
+            # 15 significant digits: what PostgreSQL's own float8 -> numeric cast keeps.
+            value = f"CASE WHEN typeof({c}) = 'real' THEN printf('%!.15g', {c}) ELSE {_sqlite_escape(c)} END"
+        else:
+            value = _sqlite_escape(c)
+        parts.append(f"coalesce({value}, '\\N')")
+    return " || char(9) || ".join(parts)
+
+
+def canonical_sqlite_sql(plan: TablePlan) -> str:
+    """SQLite expression: the canonical text of a row (see the module docstring)."""
+    parts = []
+    for name, pgtype, _ in plan.columns:
+        c = _q(name)
+        if pgtype == "bigint":
+            value = f"CASE typeof({c}) WHEN 'real' THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE CAST({c} AS TEXT) END"
+        elif pgtype == "numeric":
+            value = f"printf('%.15g', {c})"
+        elif pgtype == "timestamp":
+            value = f"strftime('%Y-%m-%d %H:%M:%f', {c})"
+        elif pgtype == "date":
+            value = f"date({c})"
+        else:
+            value = f"CAST({c} AS TEXT)"
+        parts.append(f"coalesce({value}, '\\N')")
+    return " || char(31) || ".join(parts)
+
+
+def canonical_pg_sql(plan: TablePlan) -> "psycopg.sql.Composed":
+    """The same canonical row text, computed by PostgreSQL from the typed values."""
+    from psycopg import sql
+
+    parts = []
+    for name, pgtype, _ in plan.columns:
+        c = sql.Identifier(name)
+        if pgtype == "bigint":
+            value = sql.SQL("{}::text").format(c)
+        elif pgtype == "numeric":
+            value = sql.SQL("{}::float8::text").format(c)  # needs extra_float_digits = 0
+        elif pgtype == "timestamp":
+            value = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.MS')").format(c)
+        elif pgtype == "date":
+            value = sql.SQL("to_char({}, 'YYYY-MM-DD')").format(c)
+        else:
+            value = c
+        parts.append(sql.SQL("coalesce({}, {})").format(value, sql.Literal("\\N")))
+    return sql.SQL(" || chr(31) || ").join(parts)
+
+
+def _row_hash(text: bytes) -> int:
+    """The first 60 bits of the row's MD5, as PostgreSQL computes them in SQL."""
+    return int.from_bytes(hashlib.md5(text).digest()[:8], "big") >> 4
+
+
+def _checksum_text(rows: int, total: int) -> str:
+    return f"{rows}:{total:x}"
+
+
+def _canary_column(plan: TablePlan) -> str | None:
+    """The column holding a ticket id: the tickets key, or the reference to tickets."""
+    contract = contract_for(plan.name)
+    if contract is None:
+        return None
+    if plan.name == "tickets":
+        return plan.key[0]
+    for ref in facts(contract).references:
+        if ref.target_table == "tickets":
+            return ref.column
+    return None
+
+
+def canary_condition(plan: TablePlan, fraction: float) -> str:
+    """SQLite condition choosing a deterministic ``fraction`` of tickets and their rows.
+
+    A multiplicative hash of the ticket id picks the bucket, so the same tickets (and
+    all comments and timesheets referring to them) are chosen on every run.
+    """
+    column = _canary_column(plan)
+    limit = max(1, round(fraction * CANARY_BUCKETS))
+    if column is None:
+        return f"((rowid * 2654435761) % {CANARY_BUCKETS}) < {limit}"
+    c = _q(column)
+    return f"(((abs(CAST({c} AS INTEGER)) % 1000003) * 2654435761) % {CANARY_BUCKETS}) < {limit}"
+
+
+# --- the source --------------------------------------------------------------------------
+
+
+def _open_sqlite(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path.resolve().as_posix()}?mode=ro", uri=True, check_same_thread=False)
+    conn.text_factory = bytes  # COPY lines go to the server as the bytes SQLite holds
+    return conn
+
+
+def check_source_tables(conn: sqlite3.Connection, plans: list[TablePlan], source: Path) -> None:
+    """Every data table with every contract column, or a FixYourData error naming them."""
+    conn.text_factory = str
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        problems = []
+        for plan in plans:
+            if plan.name not in tables:
+                problems.append(f"table {plan.name} is missing")
+                continue
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({_q(plan.name)})")}
+            missing = [c for c in plan.column_names if c not in have]
+            if missing:
+                problems.append(f"{plan.name} lacks {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+            extra = sorted(have - set(plan.column_names))
+            if extra:
+                log.warning("columns without a contract are not migrated", extra={"table": plan.name, "columns": extra[:20]})
+    finally:
+        conn.text_factory = bytes
+    if problems:
+        raise InputFileError(
+            f"--source {source} does not match the contracts: {'; '.join(problems)}",
+            "migrate the database written by `servicedesk-etl clean` (Gate 2), not a raw or foreign file",
+        )
+
+
+# --- health ------------------------------------------------------------------------------
+
+
+class Health:
+    """Every ``every`` rows: the connection answers, the disk and the memory have room."""
+
+    def __init__(self, conn: "psycopg.Connection", data_dir: Path | None, every: int = HEALTH_EVERY_ROWS) -> None:
+        self.conn = conn
+        self.data_dir = data_dir
+        self.every = every
+        self.rows = 0
+        self.next_check = every
+        self.checks = 0
+
+    def advance(self, rows: int) -> None:
+        self.rows += rows
+        while self.rows >= self.next_check:
+            self.next_check += self.every
+            self.check()
+
+    def check(self) -> None:
+        import psutil
+
+        self.checks += 1
+        self.conn.execute("SELECT 1")  # a dead connection raises OperationalError here
+        if self.data_dir is not None and self.data_dir.exists():
+            free_mb = shutil.disk_usage(self.data_dir).free / (1024 * 1024)
+            if free_mb < MIN_FREE_DISK_MB:
+                raise ResourceExhausted(
+                    f"only {free_mb:.0f} MB left on the disk of {self.data_dir} after {self.rows:,} rows",
+                    "free disk space (old versions: `servicedesk-etl versions`), then run migrate again",
+                )
+        available_mb = psutil.virtual_memory().available / (1024 * 1024)
+        if available_mb < MIN_AVAILABLE_MEMORY_MB:
+            raise ResourceExhausted(
+                f"only {available_mb:.0f} MB of memory available after {self.rows:,} rows (this process: {current_rss_mb():.0f} MB)",
+                "lower migrate.batch_rows in the config, or free memory, then run migrate again",
+            )
+
+
+# --- loading one table -------------------------------------------------------------------
+
+
+@dataclass
+class LoadOutcome:
+    source_rows: int = 0
+    loaded_rows: int = 0
+    rejected_rowids: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+class Rejects:
+    """Rows PostgreSQL (or the DateStyle guard) refused, written to ``<schema>_meta.rejects``."""
+
+    def __init__(self, conninfo: str, meta: str, run_id: int, on_error: str) -> None:
+        self.conninfo = conninfo
+        self.meta = meta
+        self.run_id = run_id
+        self.on_error = on_error
+        self.count = 0
+        self.first_message: str | None = None
+
+    def record(self, schema: str, table: str, rows: list[tuple[int, bytes]], sqlstate: str, message: str) -> None:
+        from psycopg import sql
+
+        self.count += len(rows)
+        if self.first_message is None:
+            self.first_message = f"{table}: {message}"
+        if self.on_error == "stop":
+            raise GateFailed(
+                GATE,
+                f"PostgreSQL refused a row of {table} (source rowid {rows[0][0]}): {message}",
+                "fix the row in the cleaned database, or run with --on-error reject to collect every refused row",
+            )
+        with connect(self.conninfo, autocommit=True) as conn:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {} (run_id, version_schema, table_name, source_rowid, sqlstate, message, row_text) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                    ).format(qualified(self.meta, "rejects")),
+                    [
+                        (self.run_id, schema, table, rowid, sqlstate, message, line.decode("utf-8", "replace").replace("\x00", "\\0")[:REJECT_TEXT_CHARS])
+                        for rowid, line in rows
+                    ],
+                )
+        log.warning("rows rejected", extra={"table": table, "rows": len(rows), "sqlstate": sqlstate, "reason": message[:200]})
+
+
+def _server_message(exc: Exception) -> tuple[str, str]:
+    diag = getattr(exc, "diag", None)
+    sqlstate = getattr(exc, "sqlstate", None) or (diag.sqlstate if diag else None) or "XX000"
+    primary = (diag.message_primary if diag else None) or str(exc).splitlines()[0]
+    detail = diag.message_detail if diag else None
+    context = diag.context if diag else None
+    text = primary
+    if detail:
+        text += f" ({detail})"
+    if context:
+        text += f" [{context.splitlines()[0]}]"
+    return sqlstate, text
+
+
+def _copy_batch(conn: "psycopg.Connection", copy_sql: Any, rows: list[tuple[int, bytes]], refused: Callable[[list[tuple[int, bytes]], str, str], None]) -> int:
+    """COPY ``rows`` in a savepoint; bisect a refused batch down to the refused rows."""
+    import psycopg
+
+    try:
+        with conn.transaction():
+            with conn.cursor().copy(copy_sql) as copy:
+                copy.write(b"\n".join(line for _, line in rows) + b"\n")
+        return len(rows)
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded) as exc:
+        if len(rows) == 1:
+            sqlstate, message = _server_message(exc)
+            refused(rows, sqlstate, message)
+            return 0
+    middle = len(rows) // 2
+    return _copy_batch(conn, copy_sql, rows[:middle], refused) + _copy_batch(conn, copy_sql, rows[middle:], refused)
+
+
+def load_table(
+    conninfo: str,
+    source: Path,
+    schema: str,
+    plan: TablePlan,
+    rejects: Rejects,
+    *,
+    where: str | None = None,
+    batch_rows: int = 10_000,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> LoadOutcome:
+    """Create ``schema.plan``, stream the SQLite rows into it by COPY, then add its key and indexes."""
+    from psycopg import sql
+
+    started = time.monotonic()
+    outcome = LoadOutcome()
+    lite = _open_sqlite(source)
+    conn = connect(conninfo, application_name="servicedesk-etl load")
+    try:
+        conn.execute("SET client_encoding = 'UTF8'")
+        conn.execute(create_table(schema, plan))
+        health = Health(conn, data_dir)
+        table = _q(plan.name)
+        filters = [f"({where})"] if where else []
+        bad = bad_date_condition(plan)
+
+        # Rows whose dates are not ISO text: refused here, never guessed by DateStyle.
+        if bad:
+            bad_sql = f"SELECT rowid, {copy_line_sql(plan)} FROM {table} WHERE {' AND '.join([*filters, f'({bad})'])} ORDER BY rowid"
+            flagged_cursor = lite.execute(bad_sql)
+            while flagged := flagged_cursor.fetchmany(batch_rows):
+                outcome.source_rows += len(flagged)
+                outcome.rejected_rowids.update(r[0] for r in flagged)
+                columns = ", ".join(n for n, _ in _date_columns(plan))
+                rejects.record(
+                    schema,
+                    plan.name,
+                    flagged,
+                    "22007",
+                    f"a date value is not ISO 8601 text (YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]) in one of {columns}; "
+                    "refused rather than read by the server's DateStyle",
+                )
+        keep = [*filters, f"NOT ({bad})"] if bad else filters
+        select = f"SELECT rowid, {copy_line_sql(plan)} FROM {table}"
+        if keep:
+            select += " WHERE " + " AND ".join(keep)
+        select += " ORDER BY rowid"
+
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c) for c in plan.column_names)
+        )
+
+        def refused(rows: list[tuple[int, bytes]], sqlstate: str, message: str) -> None:
+            outcome.rejected_rowids.update(r[0] for r in rows)
+            rejects.record(schema, plan.name, rows, sqlstate, message)
+
+        cursor = lite.execute(select)
+        while batch := cursor.fetchmany(batch_rows):
+            outcome.source_rows += len(batch)
+            outcome.loaded_rows += _copy_batch(conn, copy_sql, batch, refused)
+            health.advance(len(batch))
+            if progress is not None:
+                progress.advance(len(batch))
+
+        _add_key(conn, schema, plan, lite, keep, outcome, rejects)
+        for statement in create_indexes(schema, plan):
+            conn.execute(statement)
+        conn.commit()
+        conn.autocommit = True
+        conn.execute(sql.SQL("ANALYZE {}").format(qualified(schema, plan.name)))
+    finally:
+        conn.close()
+        lite.close()
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _add_key(
+    conn: "psycopg.Connection",
+    schema: str,
+    plan: TablePlan,
+    lite: sqlite3.Connection,
+    filters: list[str],
+    outcome: LoadOutcome,
+    rejects: Rejects,
+) -> None:
+    """Add the key; when duplicates refuse it, reject every later duplicate and add it again.
+
+    The first occurrence (lowest SQLite rowid, loaded first) stays, as the cleaner's
+    ``keep_first`` would; later ones go to the rejects with the server's own message.
+    """
+    import psycopg
+    from psycopg import sql
+
+    statement = add_key(schema, plan)
+    if statement is None:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(statement)
+        return
+    except psycopg.errors.UniqueViolation as exc:
+        sqlstate, message = _server_message(exc)
+    keys = ", ".join(_q(c) for c in plan.key)
+    complete = " AND ".join(f"{_q(c)} IS NOT NULL" for c in plan.key)
+    where = " AND ".join([*filters, complete])
+    duplicates = lite.execute(
+        f"SELECT rowid, {copy_line_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
+        f"FROM {_q(plan.name)} WHERE {where}) WHERE n_ > 1 ORDER BY rowid"
+    ).fetchall()
+    duplicates = [d for d in duplicates if d[0] not in outcome.rejected_rowids]
+    key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.key)
+    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in plan.key)
+    deleted = conn.execute(
+        sql.SQL(
+            "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER (PARTITION BY {k} ORDER BY ctid) AS n "
+            "FROM {t} WHERE {nn}) AS d WHERE n > 1)"
+        ).format(t=qualified(schema, plan.name), k=key_cols, nn=not_null)
+    ).rowcount
+    if deleted != len(duplicates):
+        raise GateFailed(
+            GATE,
+            f"{plan.name}: {deleted} duplicate keys in PostgreSQL but {len(duplicates)} in SQLite ({message})",
+            "the key values differ only by type in SQLite (e.g. '5' and 5): run `servicedesk-etl clean` on the source",
+        )
+    outcome.loaded_rows -= deleted
+    outcome.rejected_rowids.update(d[0] for d in duplicates)
+    rejects.record(schema, plan.name, duplicates, sqlstate, message)
+    conn.execute(statement)
+
+
+# --- checksums ---------------------------------------------------------------------------
+
+
+def sqlite_checksum(source: Path, plan: TablePlan, *, where: str | None = None, skip: set[int] | frozenset[int] = frozenset()) -> tuple[int, str]:
+    """(rows, checksum) of the SQLite rows expected in PostgreSQL (``skip``: rejected rowids)."""
+    lite = _open_sqlite(source)
+    try:
+        select = f"SELECT rowid, {canonical_sqlite_sql(plan)} FROM {_q(plan.name)}"
+        if where:
+            select += f" WHERE {where}"
+        rows = total = 0
+        cursor = lite.execute(select)
+        while batch := cursor.fetchmany(10_000):
+            for rowid, text in batch:
+                if rowid in skip:
+                    continue
+                rows += 1
+                total += _row_hash(text)
+        return rows, _checksum_text(rows, total)
+    finally:
+        lite.close()
+
+
+def pg_checksum(conninfo: str, schema: str, plan: TablePlan) -> tuple[int, str]:
+    """(rows, checksum) of a PostgreSQL table, computed on the server."""
+    from psycopg import sql
+
+    with connect(conninfo, autocommit=True, application_name="servicedesk-etl validate") as conn:
+        conn.execute("SET extra_float_digits = 0")  # float8 output: 15 significant digits
+        query = sql.SQL(
+            "SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint), 0) FROM {t}"
+        ).format(row=canonical_pg_sql(plan), t=qualified(schema, plan.name))
+        rows, total = conn.execute(query).fetchone()
+    return int(rows), _checksum_text(int(rows), int(total))
+
+
+def compare_checksums(
+    conninfo: str, source: Path, schema: str, plans: list[TablePlan], outcomes: dict[str, LoadOutcome], where: dict[str, str] | None = None
+) -> list[TableResult]:
+    """Both sides' checksums, computed at the same time (server work overlaps the Python loop)."""
+    results = []
+    for plan in plans:
+        box: dict[str, Any] = {}
+
+        def on_server(p: TablePlan = plan) -> None:
+            try:
+                box["pg"] = pg_checksum(conninfo, schema, p)
+            except BaseException as exc:  # re-raised in the calling thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=on_server, name=f"checksum-{plan.name}")
+        thread.start()
+        outcome = outcomes[plan.name]
+        src_rows, src_sum = sqlite_checksum(source, plan, where=(where or {}).get(plan.name), skip=outcome.rejected_rowids)
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        pg_rows, pg_sum = box["pg"]
+        results.append(
+            TableResult(
+                name=plan.name,
+                source_rows=outcome.source_rows,
+                loaded_rows=pg_rows,
+                rejected_rows=len(outcome.rejected_rowids),
+                checksum_source=src_sum,
+                checksum_target=pg_sum,
+                seconds=round(outcome.seconds, 3),
+            )
+        )
+        if src_rows != outcome.source_rows - len(outcome.rejected_rowids):
+            log.warning("source changed while migrating", extra={"table": plan.name})
+    return results
+
+
+# --- the ledger --------------------------------------------------------------------------
+
+
+def ensure_ledger(conn: "psycopg.Connection", schema: str) -> None:
+    from psycopg import sql
+
+    meta = meta_schema(schema)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(meta)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " id bigserial PRIMARY KEY,"
+            " started_at timestamptz NOT NULL DEFAULT now(),"
+            " finished_at timestamptz,"
+            " cutover_at timestamptz,"
+            " status text NOT NULL,"
+            " live_schema text NOT NULL,"
+            " version_schema text NOT NULL,"
+            " canary_schema text,"
+            " source_path text,"
+            " source_sha256 text,"
+            " counts jsonb,"
+            " canary jsonb,"
+            " rejects bigint NOT NULL DEFAULT 0,"
+            " scores jsonb,"
+            " timings jsonb,"
+            " backup_id text,"
+            " message text,"
+            " pid integer,"
+            " client_host text)"
+        ).format(qualified(meta, "migrations"))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " run_id bigint NOT NULL,"
+            " version_schema text NOT NULL,"
+            " table_name text NOT NULL,"
+            " source_rowid bigint,"
+            " sqlstate text,"
+            " message text NOT NULL,"
+            " row_text text,"
+            " at timestamptz NOT NULL DEFAULT now())"
+        ).format(qualified(meta, "rejects"))
+    )
+
+
+def _ledger_update(conn: "psycopg.Connection", schema: str, run_id: int, **values: Any) -> None:
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    sets = []
+    params = []
+    for key, value in values.items():
+        sets.append(sql.SQL("{} = %s").format(sql.Identifier(key)))
+        params.append(Jsonb(value) if isinstance(value, (dict, list)) else value)
+    conn.execute(
+        sql.SQL("UPDATE {} SET {} WHERE id = %s").format(qualified(meta_schema(schema), "migrations"), sql.SQL(", ").join(sets)),
+        [*params, run_id],
+    )
+
+
+def _schema_exists(conn: "psycopg.Connection", name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone() is not None
+
+
+def _drop_schema(conn: "psycopg.Connection", name: str | None) -> None:
+    from psycopg import sql
+
+    if name:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+def _lock_key(schema: str) -> str:
+    return f"servicedesk-etl:{schema}"
+
+
+def acquire_lock(conn: "psycopg.Connection", schema: str, wait: float = LOCK_WAIT_SECONDS) -> None:
+    """Session advisory lock per live schema; waits a little for a killed run's backend to go."""
+    deadline = time.monotonic() + wait
+    while True:
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (_lock_key(schema),)).fetchone()[0]
+        if got:
+            return
+        if time.monotonic() >= deadline:
+            raise TargetUnavailable(
+                f"another migration or rollback of schema {schema!r} holds its lock",
+                "wait for it to finish (see `servicedesk-etl versions`), then run again",
+            )
+        time.sleep(0.2)
+
+
+def recover(conn: "psycopg.Connection", schema: str) -> list[str]:
+    """Drop the half-built schemas of dead runs (we hold the lock: no unfinished run is alive)."""
+    from psycopg import sql
+
+    meta = meta_schema(schema)
+    dropped = []
+    rows = conn.execute(
+        sql.SQL("SELECT id, version_schema, canary_schema, status FROM {} WHERE status = ANY(%s) ORDER BY id").format(
+            qualified(meta, "migrations")
+        ),
+        (list(UNFINISHED),),
+    ).fetchall()
+    for run_id, version, canary, status in rows:
+        with conn.transaction():
+            for name in (version, canary):
+                if name and name != schema and _schema_exists(conn, name):
+                    _drop_schema(conn, name)
+                    dropped.append(name)
+            _ledger_update(conn, schema, run_id, status=ABANDONED, finished_at=datetime.now(timezone.utc), message=f"run died while {status}; its schemas were dropped")
+        log.warning("abandoned run cleaned up", extra={"run_id": run_id, "version_schema": version, "was": status})
+    # Failed runs drop their own schemas; a failure to do so (server gone) is caught here.
+    rows = conn.execute(
+        sql.SQL("SELECT version_schema, canary_schema FROM {} WHERE status = ANY(%s)").format(qualified(meta, "migrations")),
+        ([FAILED, ABANDONED],),
+    ).fetchall()
+    for version, canary in rows:
+        for name in (version, canary):
+            if name and name != schema and _schema_exists(conn, name):
+                _drop_schema(conn, name)
+                dropped.append(name)
+    return dropped
+
+
+# --- the read-only role ------------------------------------------------------------------
+
+
+def ensure_reader(conn: "psycopg.Connection", role: str) -> None:
+    """Create the dashboards' read-only role (NOLOGIN) when it does not exist."""
+    import psycopg
+    from psycopg import sql
+
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        return
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    except psycopg.errors.DuplicateObject:
+        return  # created by a concurrent run in another database of the cluster
+    except psycopg.errors.InsufficientPrivilege:
+        raise ConfigError(
+            f"the read-only role {role!r} does not exist and this user may not create roles",
+            f"ask an administrator to run: CREATE ROLE {role} NOLOGIN; (or set migrate.readonly_role to an existing role)",
+        ) from None
+
+
+def grant_reader(conn: "psycopg.Connection", schema: str, role: str) -> None:
+    from psycopg import sql
+
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(role)))
+    conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(role)))
+
+
+# --- one migration -------------------------------------------------------------------------
+
+
+def _target_of(config: MigrateConfig) -> Target:
+    return resolve_target(config.settings.target, config.target, env={}, data_dir=config.data_dir)
+
+
+def _run_preflight(config: MigrateConfig, target: Target) -> None:
+    if not config.preflight or importlib.util.find_spec("pipeline.preflight") is None:
+        return
+    from pipeline import preflight
+
+    kwargs: dict[str, Any] = {"source": config.source, "target": target, "settings": config.settings}
+    if config.backups_dir is not None:
+        kwargs["work_dirs"] = (config.backups_dir,)
+    if target.embedded:
+        kwargs["data_dir"] = target.data_dir
+    result = preflight.run(preflight.PreflightConfig(**kwargs))
+    failed = [c for c in result.checks if c.status == preflight.FAIL]
+    if not config.backup:
+        failed = [c for c in failed if not c.name.startswith("pg_dump")]
+    if failed:
+        raise GateFailed(
+            "preflight",
+            "; ".join(f"{c.name}: {c.details}" for c in failed),
+            " | ".join(dict.fromkeys(c.remedy for c in failed if c.remedy)) or "fix the failed checks and run again",
+        )
+
+
+def _contract_gate(config: MigrateConfig, conninfo: str, schema: str, what: str) -> dict[str, Any]:
+    """The contracts on PostgreSQL through the gate; {} when the gate is not in this build."""
+    if not config.contracts or importlib.util.find_spec("contracts.gate") is None:
+        return {}
+    from contracts.gate import run_gate
+
+    verdict = run_gate(target=conninfo, schema=schema, quality_threshold=config.quality_gate)
+    if not verdict.passed:
+        failed = ", ".join(f"{i} ({n})" for i, _, n in verdict.failed[:5])
+        raise GateFailed(
+            GATE,
+            f"the contracts fail on the {what} schema {schema}: {failed or 'see the gate report'}",
+            f"run `pytest --target URI --schema {schema}` to see every failing check, fix the cleaned data, run migrate again",
+        )
+    return {"quality": verdict.quality, "verdict": verdict.verdict}
+
+
+def _source_score(config: MigrateConfig) -> float | None:
+    if not config.contracts or importlib.util.find_spec("contracts.gate") is None:
+        return None
+    from contracts.gate import run_gate
+
+    verdict = run_gate(source=config.source, quality_threshold=0.0)
+    return verdict.quality
+
+
+def _dashboards(conninfo: str, schema: str) -> dict[str, Any]:
+    """Run every dashboard query on ``schema``; {} when the query library is not in this build."""
+    if importlib.util.find_spec("pipeline.dashboard") is None:
+        return {}
+    from pipeline import dashboard
+
+    runner = getattr(dashboard, "run_all", None) or getattr(dashboard, "check_queries", None)
+    if runner is None:
+        return {}
+    try:
+        outcome = runner(conninfo, schema)
+    except EtlError:
+        raise
+    except Exception as exc:  # a query that does not run on this schema
+        raise GateFailed(GATE, f"a dashboard query fails on {schema}: {redact(str(exc))[:300]}", "fix the query or the schema, run migrate again") from None
+    return {"dashboards": len(outcome) if hasattr(outcome, "__len__") else True}
+
+
+def _take_backup(config: MigrateConfig, conninfo: str, schema: str) -> str | None:
+    if not config.backup or importlib.util.find_spec("pipeline.backup") is None:
+        return None
+    from pipeline import backup
+
+    kwargs: dict[str, Any] = {"kind": "pre-cutover"}
+    if config.backups_dir is not None:
+        kwargs["backups_dir"] = config.backups_dir
+    record = backup.dump_schema(conninfo, schema, **kwargs)
+    return record.id
+
+
+def _already_migrated(conn: "psycopg.Connection", schema: str, sha: str) -> tuple[int, str, str] | None:
+    from psycopg import sql
+
+    rows = conn.execute(
+        sql.SQL("SELECT id, version_schema, status FROM {} WHERE source_sha256 = %s AND status = ANY(%s) ORDER BY id DESC").format(
+            qualified(meta_schema(schema), "migrations")
+        ),
+        (sha, list(KEPT)),
+    ).fetchall()
+    for run_id, version, status in rows:
+        if _schema_exists(conn, schema if status == LIVE else version):
+            return run_id, version, status
+    return None
+
+
+def _load_all(
+    config: MigrateConfig,
+    conninfo: str,
+    target: Target,
+    schema: str,
+    plans: list[TablePlan],
+    rejects: Rejects,
+    where: dict[str, str] | None,
+    label: str,
+) -> dict[str, LoadOutcome]:
+    from psycopg import sql
+
+    with connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    outcomes = {}
+    with Progress(label) as progress:
+        for plan in plans:
+            outcomes[plan.name] = load_table(
+                conninfo,
+                config.source,
+                schema,
+                plan,
+                rejects,
+                where=(where or {}).get(plan.name),
+                batch_rows=config.settings.migrate.batch_rows,
+                data_dir=target.data_dir if target.embedded else None,
+                progress=progress,
+            )
+    return outcomes
+
+
+def _validate(results: list[TableResult], what: str, tolerated: int, rejected: int) -> None:
+    bad = [r for r in results if not r.matches]
+    if bad:
+        details = "; ".join(
+            f"{r.name}: {r.source_rows - r.rejected_rows} rows expected, {r.loaded_rows} loaded, checksum {r.checksum_source} vs {r.checksum_target}"
+            for r in bad
+        )
+        raise GateFailed(GATE, f"{what} does not match the source: {details}", "nothing was cut over; run migrate again (a changing source or a server fault)")
+    if rejected > tolerated:
+        raise GateFailed(
+            GATE,
+            f"PostgreSQL refused {rejected} rows in the {what} (tolerated: {tolerated})",
+            "read them in <schema>_meta.rejects (the server's message per row), fix the cleaned data or raise migrate.tolerated_rejects",
+        )
+
+
+def run(config: MigrateConfig) -> MigrateResult:
+    """Migrate ``config.source`` into a new version of ``config.schema`` and cut over to it."""
+    source = check_sqlite_file(config.source)
+    schema = config.schema
+    _check_schema_name(schema)
+    settings = config.settings
+    on_error = config.on_error or settings.migrate.on_error
+    if on_error not in ("reject", "stop"):
+        raise ConfigError(f"--on-error {on_error!r} is not one of reject, stop", "use reject or stop")
+    plans = data_table_plans()
+    lite = _open_sqlite(source)
+    try:
+        check_source_tables(lite, plans, source)
+    finally:
+        lite.close()
+    target = _target_of(config)
+    _run_preflight(config, target)
+    conninfo = target.conninfo()
+    sha = sha256_file(source)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+
+    with stage_trace("migrate", log) as trace, connect(conninfo, autocommit=True, target=target) as control:
+        acquire_lock(control, schema)
+        with control.transaction():
+            ensure_ledger(control, schema)
+        dropped = recover(control, schema)
+        if dropped:
+            log.info("dropped leftovers of dead runs", extra={"schemas": dropped})
+        if not config.force:
+            done = _already_migrated(control, schema, sha)
+            if done is not None:
+                run_id, version, status = done
+                trace.outcome = SKIPPED
+                message = f"source {sha[:12]} is already migrated (run {run_id}, {version}, {status})"
+                log.info(message)
+                return MigrateResult(run_id, SKIPPED, schema, version, sha, message=message + "; pass --force to load it again")
+
+        now = datetime.now(timezone.utc)
+        version = version_name(schema, now)
+        canary = canary_name(schema, now) if config.canary else None
+        from psycopg import sql
+
+        run_id = control.execute(
+            sql.SQL(
+                "INSERT INTO {} (status, live_schema, version_schema, canary_schema, source_path, source_sha256, pid, client_host) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+            ).format(qualified(meta_schema(schema), "migrations")),
+            (RUNNING, schema, version, canary, str(source.resolve()), sha, os.getpid(), socket.gethostname()),
+        ).fetchone()[0]
+        rejects = Rejects(conninfo, meta_schema(schema), run_id, on_error)
+        tolerated = settings.migrate.tolerated_rejects
+        scores: dict[str, Any] = {}
+        try:
+            # 3. canary
+            canary_results: list[TableResult] = []
+            if canary:
+                t0 = time.monotonic()
+                where = {p.name: canary_condition(p, settings.migrate.canary_fraction) for p in plans}
+                outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
+                canary_results = compare_checksums(conninfo, source, canary, plans, outcomes, where)
+                try:
+                    _validate(canary_results, "canary", tolerated, rejects.count)
+                    scores["canary"] = _contract_gate(config, conninfo, canary, "canary")
+                    _dashboards(conninfo, canary)
+                finally:
+                    _ledger_update(control, schema, run_id, canary=[asdict(r) for r in canary_results])
+                    _drop_schema(control, canary)
+                timings["canary"] = round(time.monotonic() - t0, 3)
+                rejects.count = 0  # the full load judges its own rejects
+
+            # 4. the full load
+            t0 = time.monotonic()
+            outcomes = _load_all(config, conninfo, target, version, plans, rejects, None, "load")
+            timings["load"] = round(time.monotonic() - t0, 3)
+            trace.rows = sum(o.loaded_rows for o in outcomes.values())
+            _ledger_update(control, schema, run_id, status=LOADED, rejects=rejects.count)
+
+            # 5. validation
+            t0 = time.monotonic()
+            results = compare_checksums(conninfo, source, version, plans, outcomes)
+            _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
+            _validate(results, "migrated schema", tolerated, rejects.count)
+            gate = _contract_gate(config, conninfo, version, "migrated")
+            if gate:
+                scores["target"] = gate.get("quality")
+                scores["source"] = _source_score(config)
+                if scores["source"] is not None and scores["target"] is not None and scores["target"] < scores["source"]:
+                    raise GateFailed(
+                        GATE,
+                        f"the quality score on PostgreSQL ({scores['target']:.1f}) is below the source's ({scores['source']:.1f})",
+                        "compare the two gate reports; nothing was cut over",
+                    )
+            _dashboards(conninfo, version)
+            timings["validate"] = round(time.monotonic() - t0, 3)
+            _ledger_update(control, schema, run_id, status=VALIDATED, scores=scores)
+
+            # 6. access, backup, 7. cut-over
+            t0 = time.monotonic()
+            role = settings.migrate.readonly_role
+            ensure_reader(control, role)
+            grant_reader(control, version, role)
+            backup_id = _take_backup(config, conninfo, schema) if _schema_exists(control, schema) else None
+            previous = cutover(control, schema, version, run_id, role)
+            timings["cutover"] = round(time.monotonic() - t0, 3)
+            timings["total"] = round(time.monotonic() - started, 3)
+            _ledger_update(control, schema, run_id, finished_at=datetime.now(timezone.utc), timings=timings, backup_id=backup_id)
+            prune_versions(control, schema, settings.migrate.keep_versions)
+        except BaseException as exc:
+            _fail(control, schema, run_id, (version, canary), exc)
+            raise
+        log.info("migrated", extra={"version": version, "rows": trace.rows, "rejects": rejects.count, "previous": previous})
+        return MigrateResult(
+            run_id=run_id,
+            status=LIVE,
+            live_schema=schema,
+            version_schema=version,
+            source_sha256=sha,
+            tables=tuple(results),
+            rejects=rejects.count,
+            canary=tuple(canary_results),
+            previous_version=previous,
+            scores=scores,
+            timings=timings,
+            backup_id=backup_id,
+            message=f"{schema} now serves {version}",
+        )
+
+
+def _fail(control: "psycopg.Connection", schema: str, run_id: int, schemas: Sequence[str | None], exc: BaseException) -> None:
+    """Best effort: mark the run failed and drop what it built (the next run retries both)."""
+    reason = exc.message if isinstance(exc, EtlError) else f"{type(exc).__name__}: {exc}"
+    try:
+        if control.closed or control.broken:
+            return
+        for name in schemas:
+            if name and name != schema:
+                _drop_schema(control, name)
+        _ledger_update(control, schema, run_id, status=FAILED, finished_at=datetime.now(timezone.utc), message=redact(reason)[:2000])
+    except Exception:  # the server itself may be gone: recover() finishes the job next time
+        log.debug("could not record the failure", exc_info=True)
+
+
+def cutover(control: "psycopg.Connection", schema: str, version: str, run_id: int, role: str) -> str | None:
+    """ONE transaction: the live schema to its version name, ``version`` to the live name.
+
+    A live schema made outside this tool (no ledger row) is kept as ``<schema>_pre_<ts>``.
+    Returns the previous version's name (None on the first migration).
+    """
+    from psycopg import sql
+
+    table = qualified(meta_schema(schema), "migrations")
+    previous: str | None = None
+    with control.transaction():
+        control.execute("SET LOCAL lock_timeout = '30s'")
+        if _schema_exists(control, schema):
+            row = control.execute(sql.SQL("SELECT id, version_schema FROM {} WHERE status = %s ORDER BY id DESC LIMIT 1").format(table), (LIVE,)).fetchone()
+            if row is not None:
+                old_id, previous = row
+            else:
+                previous = f"{schema}_pre_{_stamp(datetime.now(timezone.utc))}"
+                old_id = control.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (status, live_schema, version_schema, finished_at, message) VALUES (%s, %s, %s, now(), %s) RETURNING id"
+                    ).format(table),
+                    (LIVE, schema, previous, "schema found in place before the first migration"),
+                ).fetchone()[0]
+                grant_reader(control, schema, role)
+            control.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(schema), sql.Identifier(previous)))
+            _ledger_update(control, schema, old_id, status=RETAINED)
+        control.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(version), sql.Identifier(schema)))
+        _ledger_update(control, schema, run_id, status=LIVE, cutover_at=datetime.now(timezone.utc))
+    log.info("cut over", extra={"live": schema, "version": version, "previous": previous})
+    return previous
+
+
+def prune_versions(control: "psycopg.Connection", schema: str, keep: int) -> list[str]:
+    """Drop retained versions beyond the newest ``keep`` (the live one is never counted)."""
+    from psycopg import sql
+
+    table = qualified(meta_schema(schema), "migrations")
+    rows = control.execute(
+        sql.SQL("SELECT id, version_schema FROM {} WHERE status = ANY(%s) ORDER BY coalesce(cutover_at, started_at) DESC, id DESC").format(table),
+        ([RETAINED, ROLLED_BACK],),
+    ).fetchall()
+    dropped = []
+    for run_id, version in rows[max(keep, 0):]:
+        with control.transaction():
+            _drop_schema(control, version)
+            _ledger_update(control, schema, run_id, status=DROPPED)
+        dropped.append(version)
+    if dropped:
+        log.info("old versions dropped", extra={"versions": dropped})
+    return dropped
+
+
+# --- rollback and versions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    live_schema: str
+    now_serving: str
+    replaced: str
+
+
+def rollback(conninfo: str, schema: str, to: str | None = None, *, target: Target | None = None) -> RollbackResult:
+    """Swap the live schema back to a kept version (default: the newest retained) in ONE transaction."""
+    from psycopg import sql
+
+    table = qualified(meta_schema(schema), "migrations")
+    with connect(conninfo, autocommit=True, target=target) as control:
+        acquire_lock(control, schema)
+        if not _schema_exists(control, meta_schema(schema)):
+            raise ConfigError(f"schema {schema!r} has never been migrated here (no {meta_schema(schema)} ledger)", "check --schema and --target")
+        live = control.execute(sql.SQL("SELECT id, version_schema FROM {} WHERE status = %s ORDER BY id DESC LIMIT 1").format(table), (LIVE,)).fetchone()
+        if live is None or not _schema_exists(control, schema):
+            raise ConfigError(f"schema {schema!r} has no live version to roll back from", "list versions with `servicedesk-etl versions`")
+        if to:
+            back = control.execute(
+                sql.SQL("SELECT id, version_schema FROM {} WHERE version_schema = %s AND status = ANY(%s) ORDER BY id DESC LIMIT 1").format(table),
+                (to, [RETAINED, ROLLED_BACK]),
+            ).fetchone()
+        else:
+            back = control.execute(
+                sql.SQL("SELECT id, version_schema FROM {} WHERE status = %s ORDER BY coalesce(cutover_at, started_at) DESC, id DESC LIMIT 1").format(table),
+                (RETAINED,),
+            ).fetchone()
+        if back is None or not _schema_exists(control, back[1]):
+            raise ConfigError(
+                f"no kept version {('named ' + repr(to)) if to else 'to roll back to'} for schema {schema!r}",
+                "list versions with `servicedesk-etl versions`",
+            )
+        live_id, live_version = live
+        back_id, back_version = back
+        with control.transaction():
+            control.execute("SET LOCAL lock_timeout = '30s'")
+            control.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(schema), sql.Identifier(live_version)))
+            control.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(back_version), sql.Identifier(schema)))
+            _ledger_update(control, schema, live_id, status=ROLLED_BACK)
+            _ledger_update(control, schema, back_id, status=LIVE, cutover_at=datetime.now(timezone.utc))
+    log.info("rolled back", extra={"live": schema, "serving": back_version, "replaced": live_version})
+    return RollbackResult(schema, back_version, live_version)
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    run_id: int
+    version_schema: str
+    status: str
+    started_at: str
+    cutover_at: str | None
+    source_sha256: str | None
+    rows: dict[str, int]
+    rejects: int
+    scores: dict[str, Any]
+    exists: bool
+
+
+def versions(conninfo: str, schema: str, *, include_history: bool = False, target: Target | None = None) -> list[VersionRow]:
+    """The ledger's versions of ``schema``, newest first (kept ones only unless ``include_history``)."""
+    from psycopg import sql
+
+    with connect(conninfo, autocommit=True, target=target) as conn:
+        if not _schema_exists(conn, meta_schema(schema)):
+            return []
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT id, version_schema, status, started_at, cutover_at, source_sha256, counts, rejects, scores FROM {} ORDER BY id DESC"
+            ).format(qualified(meta_schema(schema), "migrations"))
+        ).fetchall()
+        out = []
+        for run_id, version, status, started_at, cutover_at, sha, counts, rejects, scores in rows:
+            if not include_history and status not in KEPT:
+                continue
+            where = schema if status == LIVE else version
+            out.append(
+                VersionRow(
+                    run_id=run_id,
+                    version_schema=version,
+                    status=status,
+                    started_at=started_at.isoformat(timespec="seconds"),
+                    cutover_at=cutover_at.isoformat(timespec="seconds") if cutover_at else None,
+                    source_sha256=sha,
+                    rows={t: int(c.get("loaded_rows", 0)) for t, c in (counts or {}).items()},
+                    rejects=int(rejects or 0),
+                    scores=scores or {},
+                    exists=_schema_exists(conn, where),
+                )
+            )
+    return out
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="URI", help="PostgreSQL URI (default: config file, SERVICEDESK_TARGET, PG*, else the embedded server)")
+    parser.add_argument("--schema", default=None, help="the live schema dashboards read (default: migrate.schema, servicedesk)")
+    parser.add_argument("--data-dir", metavar="DIR", default=None, help="the embedded server's data folder (default .servicedesk/pg)")
+
+
+def _resolve(args: argparse.Namespace, settings: Settings) -> Target:
+    return resolve_target(settings.target, args.target, env=dict(os.environ), data_dir=args.data_dir)
+
+
+def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, metavar="DB", help="the cleaned SQLite database (from `servicedesk-etl clean`)")
+    _add_target_arguments(parser)
+    parser.add_argument("--no-canary", action="store_true", help="skip the 10%% canary load")
+    parser.add_argument("--quality-gate", type=float, default=None, metavar="N", help="quality score the PostgreSQL schema must reach (default gate.quality_threshold)")
+    parser.add_argument("--on-error", choices=("reject", "stop"), default=None, help="a refused row goes to the rejects table (default) or stops the run")
+    parser.add_argument("--force", action="store_true", help="load a source already migrated again")
+    parser.add_argument("--no-contracts", action="store_true", help="skip the contract run on PostgreSQL (counts and checksums still validate)")
+    parser.add_argument("--no-backup", action="store_true", help="skip the pg_dump of the live schema before cut-over")
+    parser.add_argument("--backups-dir", metavar="DIR", default=None, help="where pre-cut-over dumps go (default .servicedesk/backups)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
+    target = _resolve(args, settings)
+    config = MigrateConfig(
+        source=Path(args.source),
+        target=target.dsn,
+        schema=args.schema or settings.migrate.schema,
+        canary=settings.migrate.canary and not args.no_canary,
+        quality_gate=args.quality_gate if args.quality_gate is not None else settings.gate.quality_threshold,
+        settings=settings,
+        force=args.force,
+        on_error=args.on_error,
+        contracts=not args.no_contracts,
+        backup=not args.no_backup,
+        backups_dir=Path(args.backups_dir) if args.backups_dir else None,
+        data_dir=target.data_dir,
+    )
+    result = run(config)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+        return 0
+    print(result.message)
+    for t in result.tables:
+        print(f"  {t.name:<11} {t.loaded_rows:>10,} rows  rejected {t.rejected_rows:>5}  checksum {t.checksum_target}  {t.seconds:.2f}s")
+    if result.timings:
+        print("  timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
+    return 0
+
+
+def add_rollback_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_target_arguments(parser)
+    parser.add_argument("--to", metavar="VERSION", default=None, help="the version to serve (default: the newest retained one)")
+
+
+def rollback_command(args: argparse.Namespace, settings: Settings) -> int:
+    target = _resolve(args, settings)
+    result = rollback(target.conninfo(), args.schema or settings.migrate.schema, args.to, target=target)
+    print(f"{result.live_schema} now serves {result.now_serving} (was {result.replaced}, kept)")
+    return 0
+
+
+def add_versions_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_target_arguments(parser)
+    parser.add_argument("--all", action="store_true", help="include failed, abandoned and dropped runs")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def versions_command(args: argparse.Namespace, settings: Settings) -> int:
+    target = _resolve(args, settings)
+    rows = versions(target.conninfo(), args.schema or settings.migrate.schema, include_history=args.all, target=target)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print("no versions")
+        return 0
+    for r in rows:
+        counts = " ".join(f"{t}={n:,}" for t, n in r.rows.items())
+        quality = r.scores.get("target")
+        print(
+            f"{r.run_id:>4}  {r.status:<11} {r.version_schema:<40} {r.started_at}  sha {(r.source_sha256 or '-')[:12]:<12}"
+            f"  {counts}  rejects={r.rejects}" + (f"  quality={quality:.1f}" if isinstance(quality, (int, float)) else "")
+        )
+    return 0
