@@ -105,7 +105,13 @@ def _unescape_excel(text: str) -> str:
     """Decode Excel's ``_xHHHH_`` escapes (``_x005F_`` is a literal underscore)."""
     if "_x" not in text:
         return text
-    return _EXCEL_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return _EXCEL_ESCAPE.sub(_escaped_char, text)
+
+
+def _escaped_char(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    # A lone surrogate cannot be stored as UTF-8 text: U+FFFD marks where it was.
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
 
 
 def column_letter(index: int) -> str:
@@ -217,7 +223,6 @@ class _SharedStrings:
             self._spill.execute("CREATE TABLE sst (i INTEGER PRIMARY KEY, s TEXT)")
         parser = expat.ParserCreate()
         parser.buffer_text = True
-        items = self.items
         parts: list[str] = []
         state = {"in_t": False, "in_rph": False}
 
@@ -250,7 +255,6 @@ class _SharedStrings:
             parser.Parse(block, False)
         parser.Parse(b"", True)
         self._flush()
-        del items  # (kept as self.items)
 
     def _add(self, text: str) -> None:
         if self._spill is not None and len(text) > SPILL_CHARS:
@@ -373,7 +377,7 @@ class SheetStream:
     rows_read: int = 0
     blank_rows: int = 0
     _book: "_Workbook | None" = None
-    _rows: Iterator[tuple[int, list[Any]]] | None = None
+    _rows: Iterator[tuple[int, list[Any], int]] | None = None
 
     @property
     def width(self) -> int:
@@ -386,13 +390,11 @@ class SheetStream:
         width = self.width
         batch: list[tuple[Any, ...]] = []
         pad = (None,) * width
-        for _number, values in rows:
+        for _number, values, extent in rows:
+            if extent > width + self.dropped_columns:
+                self.dropped_columns = extent - width
             if len(values) > width:
-                extra = values[width:]
-                self.dropped_columns = max(self.dropped_columns, len(values) - width)
-                lost = sum(1 for v in extra if v is not None)
-                if lost:
-                    self.dropped_values += lost
+                self.dropped_values += sum(1 for v in values[width:] if v is not None)
                 del values[width:]
             if all(v is None for v in values):
                 self.blank_rows += 1
@@ -496,8 +498,11 @@ class _Workbook:
         fallback = f"xl/{kind}.xml"
         return fallback if fallback in names else None
 
-    def rows(self) -> Iterator[tuple[int, list[Any]]]:
-        """(row number, values by column index with ``None`` for absent) per row element."""
+    def rows(self) -> Iterator[tuple[int, list[Any], int]]:
+        """(row number, values by column index with ``None`` for absent, extent) per row.
+
+        ``extent`` counts the columns up to the row's last ``<c>`` element, blank or not.
+        """
         try:
             with self.zip.open(self.sheet_part) as fh:
                 yield from _parse_sheet(fh, self.strings, self.style_kinds, self.epoch)
@@ -515,7 +520,7 @@ class _Workbook:
 
 def _parse_sheet(
     stream: io.BufferedIOBase, strings: _SharedStrings, style_kinds: list[int], epoch: datetime
-) -> Iterator[tuple[int, list[Any]]]:
+) -> Iterator[tuple[int, list[Any], int]]:
     """The sheet XML through expat, one (row number, values) per ``<row>``.
 
     Handlers are closures over locals: this loop runs once per cell of the workbook.
@@ -526,9 +531,9 @@ def _parse_sheet(
     C, V, T, IS, ROW, RPH = (prefix + n for n in ("c", "v", "t", "is", "row", "rPh"))
     n_styles = len(style_kinds)
 
-    ready: list[tuple[int, list[Any]]] = []
+    ready: list[tuple[int, list[Any], int]] = []
     values: list[Any] = []
-    cell_col = 0
+    cell_col = -1
     cell_type: str | None = None
     cell_style = 0
     text: list[str] = []
@@ -541,7 +546,7 @@ def _parse_sheet(
         nonlocal cell_col, cell_type, cell_style, collecting, has_value, in_rph, row_number, values
         if name == C:
             ref = attrs.get("r")
-            cell_col = column_index(ref) if ref else len(values)
+            cell_col = column_index(ref) if ref else cell_col + 1
             cell_type = attrs.get("t")
             s = attrs.get("s")
             cell_style = int(s) if s else 0
@@ -558,6 +563,7 @@ def _parse_sheet(
             r = attrs.get("r")
             row_number = int(r) if r else row_number + 1
             values = []
+            cell_col = -1
         elif name == RPH:
             in_rph = True
 
@@ -590,7 +596,7 @@ def _parse_sheet(
             elif t == "inlineStr" or t == "str" or t == "s":
                 value = ""  # a string cell holding nothing: the empty string, not NULL
             else:
-                return  # a styled blank: absent
+                return  # a styled blank: absent (it still counts towards the row's extent)
             n = len(values)
             if cell_col == n:
                 values.append(value)
@@ -602,7 +608,7 @@ def _parse_sheet(
         elif name == V or name == T:
             collecting = False
         elif name == ROW:
-            ready.append((row_number, values))
+            ready.append((row_number, values, max(cell_col + 1, len(values))))
         elif name == RPH:
             in_rph = False
 
@@ -644,10 +650,10 @@ def open_first_sheet(
     book = _Workbook(p, what, sst_memory_bytes)
     try:
         rows = book.rows()
-        header_number, header_values = 0, None
-        for number, values in rows:
+        header_number, header_values, header_extent = 0, None, 0
+        for number, values, extent in rows:
             if any(v is not None and v != "" for v in values):
-                header_number, header_values = number, values
+                header_number, header_values, header_extent = number, values, extent
                 break
         if header_values is None:
             raise InputFileError(
@@ -655,7 +661,7 @@ def open_first_sheet(
                 "export the data again; the workbook must have the header row and data rows on its first sheet",
             )
         last = max(i for i, v in enumerate(header_values) if v is not None and v != "" and not (isinstance(v, str) and not v.strip()))
-        dropped = len(header_values) - (last + 1)
+        dropped = max(header_extent, len(header_values)) - (last + 1)
         header = tuple(
             v if v is not None and not (isinstance(v, str) and not v.strip()) else f"(column {column_letter(i)})"
             for i, v in enumerate(header_values[: last + 1])
