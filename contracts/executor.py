@@ -412,13 +412,13 @@ class _TableChecker:
         if self.show_personal:
             return _shorten
         if spec.is_personal(col):
-            return _mask_personal
+            return mask_personal
         if spec.is_long_text(col):
             return _mask_long_text
         return _shorten
 
     def _mask_key(self, value: Any) -> Any:
-        return _jsonable(value) if self.show_personal else _mask_personal(value)
+        return _jsonable(value) if self.show_personal else mask_personal(value)
 
     # -- whole-table checks, pushed down to the database
 
@@ -526,7 +526,7 @@ def _fingerprint(value: Any) -> str:
     return hashlib.sha256(repr(value).encode("utf-8", "replace")).hexdigest()[:8]
 
 
-def _mask_personal(value: Any) -> Any:
+def mask_personal(value: Any) -> Any:
     """Personal data never leaves in a sample: a fingerprint tells equal values apart."""
     if value is None or value == "":
         return value

@@ -36,6 +36,8 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "FUTURE_DATES": ("not_future",),
     "ORPHANS": ("references", "orphans"),
 }
+# Codes about a whole table: their contract check sits on the pseudo-column ``*``.
+TABLE_LEVEL_CODES = frozenset({"MISSING_TABLE", "EMPTY_TABLE", "DUPLICATE_KEYS"})
 _FINDING_STATUS = {"critical": FAILED, "error": FAILED, "warning": WARNED, "info": PASSED}
 
 
@@ -70,6 +72,7 @@ class GateCase:
     sample: tuple[SampleRow, ...] = ()
     example_keys: list[Any] = field(default_factory=list)
     fix: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)  # a finding's evidence (formats, counts)
     error: BaseException | None = None  # a crash to re-raise (shows its traceback)
 
     @property
@@ -95,10 +98,8 @@ class GateCase:
         # The first line is what pytest's short summary shows: make it the count.
         lines = [f"{self.message}  [{self.severity}]"]
         if self.considered:
-            lines.append(
-                f"failing: {self.failing:,} of {self.considered:,} ({self.share:.2%});"
-                f" tolerated: {self.tolerance:.2%}"
-            )
+            tolerated = f"; tolerated: {self.tolerance:.2%}" if self.kind == "check" else ""
+            lines.append(f"failing: {self.failing:,} of {self.considered:,} ({self.share:.2%}){tolerated}")
         if self.sample:
             shown = len(self.sample)
             more = f" (first {shown} of {self.failing:,})" if self.failing > shown else ""
@@ -112,6 +113,9 @@ class GateCase:
             masked = any(isinstance(s.value, str) and s.value.startswith(("<personal #", "<text, ")) for s in self.sample)
             if masked and not show_personal:
                 lines.append("(personal values and long text are masked; --show-personal shows them)")
+        if self.detail:
+            text = json.dumps(self.detail, default=str, ensure_ascii=False)
+            lines.append("detail: " + (text if len(text) <= 300 else text[:300] + "..."))
         if self.example_keys:
             lines.append("example keys: " + ", ".join(_text(k) for k in self.example_keys[:10]))
         if self.fix:
@@ -262,15 +266,21 @@ class GateSession:
         if self.profile is None:
             return []
         assert self.contract_run is not None
-        checks: dict[tuple[str, str], set[str]] = {}
+        # Checks that said no, by place: a finding is skipped only when such a check
+        # already reports the same problem. When the check passed but the profiler still
+        # found something (a day-first date far in the future is no ISO date, so the
+        # contract's not_future never saw it), the finding gets its own item.
+        failing: dict[tuple[str, str], set[str]] = {}
         for r in self.contract_run.results:
-            checks.setdefault((r.table, r.column), set()).add(r.check)
+            if r.status != PASSED:
+                failing.setdefault((r.table, r.column), set()).add(r.check)
         seen: dict[str, int] = {}
         out = []
         for f in self.profile.findings:
             column = f.column or "*"
+            where = "*" if f.code in TABLE_LEVEL_CODES else column
             covered = COVERED_BY.get(f.code, ())
-            if covered and checks.get((f.table, column), set()) & set(covered):
+            if covered and failing.get((f.table, where), set()) & set(covered):
                 continue
             fid = f.id
             seen[fid] = seen.get(fid, 0) + 1
@@ -286,14 +296,38 @@ class GateSession:
                     check=f.code,
                     severity=f.severity,
                     status=_FINDING_STATUS.get(f.severity, FAILED),
-                    message=f"{f.code}: {f.count:,} values ({f.share:.2%})"
-                    + (f" - {_describe_code(f.code)}" if _describe_code(f.code) else ""),
+                    message=f"{f.code}: {f.count:,} value{'' if f.count == 1 else 's'} ({f.share:.2%})"
+                    + (f": {_describe_code(f.code)}" if _describe_code(f.code) else ""),
+                    detail=dict(f.detail),
                     failing=f.count,
                     considered=considered,
-                    example_keys=list(f.example_keys),
+                    example_keys=self._masked_keys(f.table, list(f.example_keys)),
                     fix=f.fix,
                 )
             )
+        return out
+
+    def _masked_keys(self, table: str, keys: list[Any]) -> list[Any]:
+        """Example keys with their personal parts (a timesheet's username) masked."""
+        from contracts import spec
+        from contracts.executor import mask_personal
+        from contracts.schemas import contract_for
+
+        schema = contract_for(table)
+        if self.show_personal or schema is None:
+            return keys
+        key = spec.facts(schema).key
+        personal = [spec.is_personal(schema.columns[c]) for c in key]
+        if not any(personal):
+            return keys
+        out = []
+        for k in keys:
+            if isinstance(k, (list, tuple)) and len(k) == len(key):
+                out.append(tuple(mask_personal(v) if p else v for v, p in zip(k, personal)))
+            elif len(key) == 1:
+                out.append(mask_personal(k))
+            else:
+                out.append(k)
         return out
 
     def _profile_cases(self) -> list[GateCase]:
