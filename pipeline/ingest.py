@@ -544,7 +544,7 @@ def run(config: IngestConfig) -> IngestResult:
         Path(scoping.roster_file) if scoping.roster_file else None
     )
     config = IngestConfig(config.tickets, config.comments, config.timesheets, out, settings, roster_path, config.batch_rows)
-    with stage_trace("ingest", log) as trace:
+    with stage_trace("ingest") as trace:
         _check_paths(config)
         _remove_stale_temps(out)
         temp = _temp_path(out)
