@@ -887,22 +887,23 @@ def _source_score(config: MigrateConfig) -> float | None:
     return verdict.quality
 
 
-def _dashboards(conninfo: str, schema: str) -> dict[str, Any]:
-    """Run every dashboard query on ``schema``; {} when the query library is not in this build."""
+def _dashboards(conninfo: str, schema: str) -> int | None:
+    """Run every dashboard query on ``schema``; None when the query library is not in this build."""
     if importlib.util.find_spec("pipeline.dashboard") is None:
-        return {}
+        return None
     from pipeline import dashboard
 
-    runner = getattr(dashboard, "run_all", None) or getattr(dashboard, "check_queries", None)
-    if runner is None:
-        return {}
     try:
-        outcome = runner(conninfo, schema)
+        values = dashboard.compute_metrics(conninfo, schema)
     except EtlError:
         raise
-    except Exception as exc:  # a query that does not run on this schema
-        raise GateFailed(GATE, f"a dashboard query fails on {schema}: {redact(str(exc))[:300]}", "fix the query or the schema, run migrate again") from None
-    return {"dashboards": len(outcome) if hasattr(outcome, "__len__") else True}
+    except Exception as exc:  # psycopg.Error: a query that does not run on this schema
+        raise GateFailed(
+            GATE,
+            f"a dashboard query fails on {schema}: {redact(str(exc)).splitlines()[0][:300]}",
+            "nothing was cut over; fix the query in pipeline/sql or the data, then run migrate again",
+        ) from None
+    return sum(1 for v in values if v.status != dashboard.NA)
 
 
 def _take_backup(config: MigrateConfig, conninfo: str, schema: str) -> str | None:
@@ -1043,7 +1044,7 @@ def run(config: MigrateConfig) -> MigrateResult:
                 try:
                     _validate(canary_results, "canary", tolerated, rejects.count)
                     scores["canary"] = _contract_gate(config, conninfo, canary, "canary")
-                    _dashboards(conninfo, canary)
+                    scores["canary_dashboards"] = _dashboards(conninfo, canary)
                 finally:
                     _ledger_update(control, schema, run_id, canary=[asdict(r) for r in canary_results])
                     _drop_schema(control, canary)
@@ -1072,7 +1073,7 @@ def run(config: MigrateConfig) -> MigrateResult:
                         f"the quality score on PostgreSQL ({scores['target']:.1f}) is below the source's ({scores['source']:.1f})",
                         "compare the two gate reports; nothing was cut over",
                     )
-            _dashboards(conninfo, version)
+            scores["dashboards"] = _dashboards(conninfo, version)
             timings["validate"] = round(time.monotonic() - t0, 3)
             _ledger_update(control, schema, run_id, status=VALIDATED, scores=scores)
 

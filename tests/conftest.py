@@ -149,7 +149,7 @@ def pg_dsn(postgresql, embedded_postgres: "EmbeddedPostgres") -> str:
 def build_clean_db(path: Path, tickets: int = 60, seed: int = 1) -> Path:
     """A small SQLite database that satisfies the contracts (ISO dates, ints, yes/no flags).
 
-    Declared types are deliberately unhelpful (dates declared TEXT, ids REAL-ish NUMERIC)
+    Declared types are deliberately unhelpful (dates declared TEXT, ids untyped)
     so tests prove the PostgreSQL types come from the contracts. Awkward text is included:
     tabs, newlines, backslashes, quotes, non-ASCII.
     """
@@ -165,7 +165,10 @@ def build_clean_db(path: Path, tickets: int = 60, seed: int = 1) -> Path:
     conn = sqlite3.connect(path)
     for name in ("tickets", "comments", "timesheets"):
         contract = contract_for(name)
-        cols = ", ".join(f'"{c}" {"TEXT" if kind(col) != "integer" else "NUMERIC"}' for c, col in contract.columns.items())
+        # Dates declared TEXT (as the exports leave them); ids with no type at all, so
+        # an id written as 5000.0 stays REAL as in the exports; numbers REAL.
+        declared = {"integer": "", "numeric": "REAL"}
+        cols = ", ".join(f'"{c}" {declared.get(kind(col), "TEXT")}' for c, col in contract.columns.items())
         conn.execute(f'CREATE TABLE "{name}" ({cols})')
 
     def ts(days: float) -> str:
@@ -186,7 +189,7 @@ def build_clean_db(path: Path, tickets: int = 60, seed: int = 1) -> Path:
             "TKT-Created Time": ts(created),
             "TKT-Month Created": (base + timedelta(days=created)).strftime("%Y-%m"),
             "TKT-Title": f"Disk full on host-{i}\tnode \\ \"quoted\" 'single' café",
-            "TKT-Description": "line one\nline two\r\nline three" if i % 3 else None,
+            "TKT-Description": "line one\nline two\n\tline three" if i % 3 else None,
             "TKT-Severity": rng.choice(["P1", "P2", "P3", "P4"]),
             "TKT-Status": status,
             "TKT-Team": rng.choice(teams),

@@ -1,0 +1,304 @@
+"""Gate 3 against a real PostgreSQL: types, counts, checksums, rejects, cut-over, rollback."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from conftest import build_clean_db
+from pipeline.config import Settings
+from pipeline.errors import GateFailed, InputFileError
+from pipeline.migrate import (
+    LIVE,
+    MigrateConfig,
+    canary_condition,
+    pg_checksum,
+    rollback,
+    run,
+    sqlite_checksum,
+    versions,
+)
+from pipeline.pgschema import TablePlan, create_table, data_table_plans, qualified
+
+pytestmark = pytest.mark.postgres
+
+TICKET_DATES = [
+    "TKT-Created Time",
+    "TKT-Modified Time",
+    "TKT-Actual Response Date",
+    "TKT-Actual Resolution Date",
+    "TKT-Closure Date",
+    "TKT-SLA Closure Date",
+    "Chg-Planned Start Date",
+    "Chg-Planned End Date",
+    "Chg-Actual Start Date",
+    "Chg-Actual End Date",
+]
+
+
+@pytest.fixture
+def postgresql(postgresql: psycopg.Connection) -> psycopg.Connection:
+    """The per-test database's connection in autocommit: no test transaction holds locks."""
+    postgresql.autocommit = True
+    return postgresql
+
+
+def migrate(db: Path, dsn: str, tmp_path: Path, **kw) -> object:
+    kw.setdefault("contracts", False)
+    kw.setdefault("backups_dir", tmp_path / "backups")
+    return run(MigrateConfig(source=db, target=dsn, **kw))
+
+
+def live_checksums(dsn: str, schema: str = "servicedesk") -> dict[str, tuple[int, str]]:
+    return {p.name: pg_checksum(dsn, schema, p) for p in data_table_plans()}
+
+
+def source_counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in ("tickets", "comments", "timesheets")}
+
+
+def schemas(conn: psycopg.Connection, prefix: str = "servicedesk") -> set[str]:
+    return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "%",))}
+
+
+def test_types_come_from_the_contracts_and_counts_and_checksums_match(small_clean_db: Path, pg_dsn: str, postgresql, tmp_path: Path) -> None:
+    result = migrate(small_clean_db, pg_dsn, tmp_path, canary=True)
+    assert result.status == LIVE
+    assert all(t.matches for t in result.tables)
+    assert {t.name: t.loaded_rows for t in result.tables} == source_counts(small_clean_db)
+    assert all(t.rejected_rows == 0 for t in result.tables)
+    assert result.canary and all(t.matches for t in result.canary)
+
+    types = {
+        (r[0], r[1]): r[2]
+        for r in postgresql.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'servicedesk'"
+        )
+    }
+    for column in TICKET_DATES:
+        assert types[("tickets", column)] == "timestamp without time zone", column
+    assert types[("comments", "created_time")] == "timestamp without time zone"
+    assert types[("timesheets", "TS-Date")] == "date"
+    assert types[("tickets", "TKT-Ticket ID")] == "bigint"
+    assert types[("tickets", "TKT-Account Id")] == "bigint"
+    assert types[("timesheets", "TS-Hours")] == "numeric"
+    assert types[("tickets", "TKT-SLA Met")] == "text"
+    assert not any(t == "text" for (table, col), t in types.items() if col in TICKET_DATES)
+
+    # Values survive exactly: an id stored as REAL is its integer, a 16-digit double is
+    # kept to 15 significant digits (PostgreSQL's own float8 -> numeric), text with tabs,
+    # newlines, backslashes and quotes unchanged.
+    row = postgresql.execute(
+        'SELECT "TKT-Account Id", "TKT-Title", "TKT-Created Time" FROM servicedesk.tickets ORDER BY "TKT-Ticket ID" LIMIT 1'
+    ).fetchone()
+    with sqlite3.connect(small_clean_db) as lite:
+        src = lite.execute('SELECT "TKT-Account Id", "TKT-Title", "TKT-Created Time" FROM tickets ORDER BY "TKT-Ticket ID" LIMIT 1').fetchone()
+    assert isinstance(src[0], float) and row[0] == int(src[0])
+    assert row[1] == src[1] and "\t" in row[1] and "\\" in row[1]
+    assert row[2].isoformat(sep=" ") == src[2]
+
+    # Keys and the dashboard indexes.
+    keys = {
+        r[0]: r[1]
+        for r in postgresql.execute(
+            "SELECT c.conrelid::regclass::text, c.contype FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+            "WHERE n.nspname = 'servicedesk' AND c.contype IN ('p', 'u')"
+        )
+    }
+    assert keys["servicedesk.tickets"] == "p" and keys["servicedesk.comments"] == "p"
+    assert "servicedesk.timesheets" in keys
+    indexed = postgresql.execute(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = 'servicedesk' AND indexdef NOT LIKE '%UNIQUE%'"
+    ).fetchone()[0]
+    assert indexed == 10
+    plan = postgresql.execute(
+        """EXPLAIN SELECT count(*) FROM servicedesk.tickets WHERE "TKT-Status" = 'Closed'"""
+    ).fetchall()
+    assert plan  # the query runs; index use depends on statistics at this size
+
+
+def test_same_source_is_not_loaded_twice_unless_forced(small_clean_db: Path, pg_dsn: str, postgresql, tmp_path: Path) -> None:
+    first = migrate(small_clean_db, pg_dsn, tmp_path, canary=False)
+    again = migrate(small_clean_db, pg_dsn, tmp_path, canary=False)
+    assert again.status == "skipped" and "--force" in again.message
+    assert again.version_schema == first.version_schema
+    forced = migrate(small_clean_db, pg_dsn, tmp_path, canary=False, force=True)
+    assert forced.status == LIVE and forced.previous_version == first.version_schema
+    assert schemas(postgresql) >= {"servicedesk", first.version_schema}
+    rows = versions(pg_dsn, "servicedesk")
+    assert [r.status for r in rows] == ["live", "retained"]
+    assert rows[0].rows == {t.name: t.loaded_rows for t in forced.tables}
+    assert rows[0].source_sha256 == forced.source_sha256
+
+
+def test_refused_rows_go_to_the_rejects_table_with_the_servers_message(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    db = build_clean_db(tmp_path / "bad.db", tickets=40)
+    with sqlite3.connect(db) as lite:
+        ids = [r[0] for r in lite.execute('SELECT "TKT-Ticket ID" FROM tickets ORDER BY rowid LIMIT 4')]
+        # Day-first text PostgreSQL's DateStyle would read month-first: never sent.
+        lite.execute('UPDATE tickets SET "TKT-Actual Response Date" = \'05/07/2025 08:42\' WHERE "TKT-Ticket ID" = ?', (ids[0],))
+        # ISO-shaped but impossible: the server refuses it.
+        lite.execute('UPDATE tickets SET "TKT-Closure Date" = \'2025-02-30 10:00:00\' WHERE "TKT-Ticket ID" = ?', (ids[1],))
+        # A NULL where the contract says NOT NULL.
+        lite.execute('UPDATE tickets SET "TKT-Status" = NULL WHERE "TKT-Ticket ID" = ?', (ids[2],))
+        # A duplicate ticket id: the later row is refused by the primary key.
+        cols = [r[1] for r in lite.execute("PRAGMA table_info(tickets)")]
+        lite.execute(f'INSERT INTO tickets SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM tickets WHERE "TKT-Ticket ID" = ?', (ids[3],))
+    before = source_counts(db)
+
+    # Not tolerated (the default): the gate fails, nothing goes live, no schema is left.
+    with pytest.raises(GateFailed) as info:
+        migrate(db, pg_dsn, tmp_path, canary=False)
+    assert "refused 4 rows" in str(info.value)
+    assert schemas(postgresql) == {"servicedesk_meta"}
+    rejects = postgresql.execute(
+        "SELECT source_rowid, sqlstate, message FROM servicedesk_meta.rejects ORDER BY source_rowid"
+    ).fetchall()
+    assert len(rejects) == 4
+    messages = " | ".join(r[2] for r in rejects)
+    assert "not ISO 8601" in messages  # the DateStyle guard
+    assert "date/time field value out of range" in messages  # the server's own words
+    assert "null value in column" in messages
+    assert "could not create unique index" in messages or "duplicate key" in messages
+    assert {r[1] for r in rejects} >= {"22007", "22008", "23502", "23505"}
+
+    # Tolerated by configuration: the rest goes live, counts exact, checksums equal.
+    settings = Settings().with_overrides(**{"migrate.tolerated_rejects": 4})
+    result = migrate(db, pg_dsn, tmp_path, canary=False, settings=settings)
+    assert result.rejects == 4
+    tickets = {t.name: t for t in result.tables}["tickets"]
+    assert tickets.loaded_rows == before["tickets"] - 4 and tickets.matches
+    assert postgresql.execute("SELECT count(*) FROM servicedesk.tickets").fetchone()[0] == before["tickets"] - 4
+    # The first of the duplicated rows stays.
+    assert postgresql.execute('SELECT count(*) FROM servicedesk.tickets WHERE "TKT-Ticket ID" = %s', (ids[3],)).fetchone()[0] == 1
+
+
+def test_on_error_stop_fails_at_the_first_refused_row(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    db = build_clean_db(tmp_path / "bad.db", tickets=30)
+    with sqlite3.connect(db) as lite:
+        lite.execute("UPDATE comments SET created_time = '2025-13-01 00:00:00' WHERE rowid = 3")
+    with pytest.raises(GateFailed) as info:
+        migrate(db, pg_dsn, tmp_path, canary=False, on_error="stop")
+    assert "comments" in str(info.value) and "out of range" in str(info.value)
+    assert schemas(postgresql) == {"servicedesk_meta"}
+
+
+def test_missing_contract_column_fails_loudly(tmp_path: Path, pg_dsn: str) -> None:
+    db = build_clean_db(tmp_path / "bad.db", tickets=10)
+    with sqlite3.connect(db) as lite:
+        lite.execute('ALTER TABLE timesheets DROP COLUMN "TS-Hours"')
+    with pytest.raises(InputFileError) as info:
+        migrate(db, pg_dsn, tmp_path)
+    assert "TS-Hours" in str(info.value)
+
+
+def test_hostile_identifiers_stay_identifiers(postgresql) -> None:
+    """A header with quotes and semicolons is one quoted column name, never SQL."""
+    evil = 'x"; DROP TABLE victim; --'
+    postgresql.execute("CREATE SCHEMA s")
+    postgresql.execute("CREATE TABLE s.victim (a int)")
+    plan = TablePlan(name='t"; DROP SCHEMA s CASCADE; --', columns=((evil, "text", True), ("ok", "bigint", False)), key=("ok",), key_is_primary=True, indexes=((evil,),))
+    from pipeline.pgschema import add_key, create_indexes
+
+    postgresql.execute(create_table("s", plan))
+    postgresql.execute(add_key("s", plan))
+    for statement in create_indexes("s", plan):
+        postgresql.execute(statement)
+    postgresql.execute(sql.SQL("INSERT INTO {} VALUES ('v', 1)").format(qualified("s", plan.name)))
+    names = [r[0] for r in postgresql.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 's' AND table_name = %s ORDER BY ordinal_position", (plan.name,))]
+    assert names == [evil, "ok"]
+    assert postgresql.execute("SELECT count(*) FROM s.victim").fetchone()[0] == 0  # still there
+
+
+def test_rollback_restores_the_previous_data_exactly_and_the_reader_follows(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    first_db = build_clean_db(tmp_path / "first.db", tickets=30, seed=1)
+    second_db = build_clean_db(tmp_path / "second.db", tickets=45, seed=2)
+    migrate(first_db, pg_dsn, tmp_path, canary=False)
+    first = live_checksums(pg_dsn)
+    postgresql.execute("ALTER ROLE servicedesk_reader LOGIN")
+    reader = make_conninfo(pg_dsn, user="servicedesk_reader")
+
+    def read_as_reader() -> int:
+        with psycopg.connect(reader) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM servicedesk.tickets")
+            conn.rollback()
+            return conn.execute("SELECT count(*) FROM servicedesk.tickets").fetchone()[0]
+
+    assert read_as_reader() == 30
+    result = migrate(second_db, pg_dsn, tmp_path, canary=False)
+    assert read_as_reader() == 45  # after the cut-over
+    second = live_checksums(pg_dsn)
+    assert second != first
+
+    back = rollback(pg_dsn, "servicedesk")
+    assert back.replaced == result.version_schema
+    assert live_checksums(pg_dsn) == first  # exactly the previous data
+    assert read_as_reader() == 30  # after the rollback
+    assert [r.status for r in versions(pg_dsn, "servicedesk")] == ["rolled_back", "live"]
+
+    # Roll forward explicitly to the rolled-back version.
+    rollback(pg_dsn, "servicedesk", to=result.version_schema)
+    assert live_checksums(pg_dsn) == second
+
+
+def test_old_versions_beyond_the_retention_are_dropped(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    settings = Settings().with_overrides(**{"migrate.keep_versions": 1})
+    made = []
+    for seed in range(3):
+        db = build_clean_db(tmp_path / f"v{seed}.db", tickets=10, seed=seed)
+        made.append(migrate(db, pg_dsn, tmp_path, canary=False, settings=settings).version_schema)
+    assert schemas(postgresql) == {"servicedesk", "servicedesk_meta", made[1]}
+    history = {r.version_schema: r.status for r in versions(pg_dsn, "servicedesk", include_history=True)}
+    assert history == {made[0]: "dropped", made[1]: "retained", made[2]: "live"}
+
+
+def test_canary_is_a_deterministic_tenth_with_related_rows(small_clean_db: Path) -> None:
+    plans = {p.name: p for p in data_table_plans()}
+    with sqlite3.connect(small_clean_db) as lite:
+        picked = [r[0] for r in lite.execute(f'SELECT "TKT-Ticket ID" FROM tickets WHERE {canary_condition(plans["tickets"], 0.1)}')]
+        total = lite.execute("SELECT count(*) FROM tickets").fetchone()[0]
+        comments = lite.execute(f"SELECT DISTINCT ticket_id FROM comments WHERE {canary_condition(plans['comments'], 0.1)}").fetchall()
+    assert 0 < len(picked) < total / 4
+    assert {c[0] for c in comments} <= set(picked)  # comments follow their tickets
+    rows, checksum = sqlite_checksum(small_clean_db, plans["tickets"], where=canary_condition(plans["tickets"], 0.1))
+    assert rows == len(picked)
+    assert sqlite_checksum(small_clean_db, plans["tickets"], where=canary_condition(plans["tickets"], 0.1)) == (rows, checksum)
+
+
+def test_a_failing_canary_stops_before_the_full_load(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    good = build_clean_db(tmp_path / "good.db", tickets=20)
+    migrate(good, pg_dsn, tmp_path, canary=False)
+    live_before = live_checksums(pg_dsn)
+    bad = build_clean_db(tmp_path / "bad.db", tickets=40, seed=3)
+    with sqlite3.connect(bad) as lite:
+        lite.execute("UPDATE comments SET created_time = 'yesterday'")  # every comment: canary sees it
+    with pytest.raises(GateFailed) as info:
+        migrate(bad, pg_dsn, tmp_path, canary=True)
+    assert "canary" in str(info.value)
+    run_row = postgresql.execute(
+        "SELECT status, canary_schema, version_schema, counts FROM servicedesk_meta.migrations ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert run_row[0] == "failed" and run_row[3] is None  # never reached the full load
+    assert schemas(postgresql) == {"servicedesk", "servicedesk_meta", *[]} | {
+        s for s in schemas(postgresql) if s.startswith("servicedesk_v")
+    }
+    assert not any(s.startswith("servicedesk_canary") for s in schemas(postgresql))
+    assert live_checksums(pg_dsn) == live_before
+
+
+@pytest.mark.slow
+def test_contracts_and_dashboards_run_on_postgres_before_cutover(small_clean_db: Path, pg_dsn: str, tmp_path: Path) -> None:
+    pytest.importorskip("contracts.gate")
+    result = migrate(small_clean_db, pg_dsn, tmp_path, canary=True, contracts=True)
+    assert result.status == LIVE
+    assert result.scores["target"] >= result.scores["source"]
+    assert result.scores["target"] >= 80
+    if result.scores.get("dashboards") is not None:
+        assert result.scores["dashboards"] > 0
