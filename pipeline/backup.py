@@ -517,6 +517,7 @@ def restore_dump(
     schema: str | None = None,
     *,
     force: bool = False,
+    privileges: bool = True,
 ) -> RestoreResult:
     """Restore a schema dump into ``schema`` (default: the schema it was taken from).
 
@@ -525,6 +526,8 @@ def restore_dump(
     so restoring under another name moves an existing schema of that name aside for the
     transaction and back before it commits; readers never see the swap. An existing
     target schema is refused unless ``force``, which keeps it as ``<schema>_replaced_<ts>``.
+    Grants (e.g. to the dashboards' read-only role) are restored unless ``privileges`` is
+    False; ownership is not (the restoring role owns what it creates).
     """
     from psycopg import sql
 
@@ -561,7 +564,7 @@ def restore_dump(
     # pg_restore writes the dump as SQL; psql runs it with our renames around it, all in
     # one transaction (-1 covers every -c and -f given).
     producer = subprocess.Popen(
-        [str(pg_restore.path), "--no-owner", "--file", "-", str(path)],
+        [str(pg_restore.path), "--no-owner", *([] if privileges else ["--no-privileges"]), "--file", "-", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -579,7 +582,10 @@ def restore_dump(
     producer.wait()
     if producer.returncode != 0 or consumer.returncode != 0:
         message = redact((consumer.stderr.strip() or producer_err.strip())[-600:])
-        raise TargetUnavailable(f"restore of {record.id} into schema {target!r} failed, nothing changed: {message}", "read the message; restore into a new schema name with --schema")
+        remedy = "read the message; restore into a new schema name with --schema"
+        if "role" in message and "does not exist" in message:
+            remedy = "create the role named above first, or restore without grants (--no-privileges)"
+        raise TargetUnavailable(f"restore of {record.id} into schema {target!r} failed, nothing changed: {message}", remedy)
     with connect(conninfo, autocommit=True) as conn:
         checks = schema_checksums(conn, target)
     counts = {t: rows for t, (rows, _) in checks.items()}
@@ -687,6 +693,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     restore.add_argument("--schema", metavar="NAME", help="dumps: the schema to restore into (default: the original name)")
     restore.add_argument("--target", metavar="URI", help="PostgreSQL URI (default: config, PG* variables, embedded server)")
     restore.add_argument("--force", action="store_true", help="replace an existing file, or move an existing schema aside")
+    restore.add_argument("--no-privileges", action="store_true", help="dumps: do not restore grants (when their roles do not exist here)")
 
     pruner = actions.add_parser("prune", help="delete backups past their retention period")
     pruner.add_argument("--dry-run", action="store_true", help="only say what would be removed")
@@ -742,7 +749,9 @@ def command(args: argparse.Namespace, settings: "Settings") -> int:
                 raise ConfigError("restoring a SQLite backup needs --to PATH", "give the path of the file to write")
             result = restore_sqlite(catalog, record, args.to, force=args.force)
         else:
-            result = restore_dump(catalog, record, _conninfo(args, settings), args.schema, force=args.force)
+            result = restore_dump(
+                catalog, record, _conninfo(args, settings), args.schema, force=args.force, privileges=not args.no_privileges
+            )
         print(json.dumps(result.as_dict(), indent=2))
         return 0 if result.checksums_match is not False else 1
     if args.action == "prune":
