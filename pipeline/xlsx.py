@@ -529,13 +529,15 @@ def _parse_sheet(
     m = _ROOT_PREFIX.search(first)
     prefix = (m.group(1).decode() + ":") if m and m.group(1) else ""
     C, V, T, IS, ROW, RPH = (prefix + n for n in ("c", "v", "t", "is", "row", "rPh"))
-    n_styles = len(style_kinds)
+    # Style attribute text -> number-format kind; an unknown style index is plain.
+    kind_of_style = {str(i): k for i, k in enumerate(style_kinds)}
+    columns = _COLUMN_CACHE
 
     ready: list[tuple[int, list[Any], int]] = []
     values: list[Any] = []
     cell_col = -1
     cell_type: str | None = None
-    cell_style = 0
+    cell_kind = _PLAIN
     text: list[str] = []
     collecting = False
     has_value = False
@@ -543,13 +545,17 @@ def _parse_sheet(
     row_number = 0
 
     def start(name: str, attrs: dict[str, str]) -> None:
-        nonlocal cell_col, cell_type, cell_style, collecting, has_value, in_rph, row_number, values
+        nonlocal cell_col, cell_type, cell_kind, collecting, has_value, in_rph, row_number, values
         if name == C:
             ref = attrs.get("r")
-            cell_col = column_index(ref) if ref else cell_col + 1
+            if ref:
+                letters = ref.rstrip("0123456789")
+                cell_col = columns[letters] if letters in columns else column_index(ref)
+            else:
+                cell_col += 1
             cell_type = attrs.get("t")
             s = attrs.get("s")
-            cell_style = int(s) if s else 0
+            cell_kind = kind_of_style.get(s, _PLAIN) if s else _PLAIN
             has_value = False
             text.clear()
         elif name == V:
@@ -575,9 +581,8 @@ def _parse_sheet(
                 raw = "".join(text)
                 if t is None or t == "n":
                     number = float(raw)
-                    kind = style_kinds[cell_style] if cell_style < n_styles else _PLAIN
-                    if kind:
-                        value: Any = _serial_to_iso(number, kind, epoch)
+                    if cell_kind:
+                        value: Any = _serial_to_iso(number, cell_kind, epoch)
                     elif number.is_integer() and -(2**63) <= number < 2**63:
                         value = int(number)
                     else:
@@ -589,8 +594,7 @@ def _parse_sheet(
                 elif t == "b":
                     value = 1 if raw.strip() in ("1", "true") else 0
                 elif t == "d":
-                    kind = style_kinds[cell_style] if cell_style < n_styles else _DATETIME
-                    value = _iso_cell(raw, kind or _DATETIME)
+                    value = _iso_cell(raw, cell_kind or _DATETIME)
                 else:  # "e": an error value, kept as the sheet shows it
                     value = raw
             elif t == "inlineStr" or t == "str" or t == "s":
