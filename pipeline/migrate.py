@@ -1090,6 +1090,11 @@ def run(config: MigrateConfig) -> MigrateResult:
             prune_versions(control, schema, settings.migrate.keep_versions)
         except BaseException as exc:
             _fail(control, schema, run_id, (version, canary), exc)
+            if _is_connection_loss(exc):
+                raise TargetUnavailable(
+                    f"the connection to {target.label} was lost during the migration: {redact(str(exc)).splitlines()[0][:300]}",
+                    "run migrate again: nothing was cut over, and the next run drops what this one built",
+                ) from None
             raise
         log.info("migrated", extra={"version": version, "rows": trace.rows, "rejects": rejects.count, "previous": previous})
         return MigrateResult(
@@ -1107,6 +1112,12 @@ def run(config: MigrateConfig) -> MigrateResult:
             backup_id=backup_id,
             message=f"{schema} now serves {version}",
         )
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)
 
 
 def _fail(control: "psycopg.Connection", schema: str, run_id: int, schemas: Sequence[str | None], exc: BaseException) -> None:
