@@ -177,7 +177,10 @@ class SQLiteSource:
             where += f" AND {c} NOT IN ({', '.join('?' for _ in ignore)})"
             params.extend(ignore)
         total = self.conn.execute(f"SELECT count(*) FROM {t} WHERE {where}", params).fetchone()[0]
-        orphan_sql = f"FROM {t} WHERE {where} AND NOT EXISTS (SELECT 1 FROM {tt} WHERE {tt}.{tc} = {t}.{c})"
+        # NOT IN over an uncorrelated subquery: SQLite builds one ephemeral index of the
+        # targets (n log m). The correlated NOT EXISTS form scanned the target table once
+        # per row (n x m: 95 s for 39K timesheets against 3K tickets).
+        orphan_sql = f"FROM {t} WHERE {where} AND {c} NOT IN (SELECT {tc} FROM {tt} WHERE {tc} IS NOT NULL)"
         count = self.conn.execute(f"SELECT count(*) {orphan_sql}", params).fetchone()[0]
         sample = self.conn.execute(f"SELECT DISTINCT {c} {orphan_sql} LIMIT ?", [*params, limit]).fetchall()
         return int(count), int(total), [r[0] for r in sample]
