@@ -132,6 +132,7 @@ _LABEL_HOLDS = {
 }
 _STORAGE_NAMES = {type(None): "null", int: "integer", float: "real", str: "text", bytes: "blob", bool: "boolean"}
 _M64 = (1 << 64) - 1
+_UNSET: Any = object()  # a kind not detected yet
 
 
 # --- configuration and result of the stage -------------------------------------------------
@@ -283,7 +284,9 @@ class _Spec:
                     self.range = (stats["min_value"], stats["max_value"], stats["include_min"], stats["include_max"])
         days = spec.not_future_days(col) if col is not None else None
         self.future_limit = None if days is None else now + timedelta(days=days)
-        self.blank_run = re.compile(r"(?:\r?\n[ \t]*){%d,}" % (settings.clean.max_blank_lines + 2))
+        # More than max_blank_lines blank lines in a row; a literal "\n" first lets the
+        # regex engine skip ahead fast on 2,000-character comments.
+        self.blank_run = re.compile(r"\n(?:[ \t\r]*\n){%d}" % (settings.clean.max_blank_lines + 1))
         self.orphan_values: frozenset = frozenset()
 
 
@@ -425,7 +428,7 @@ class _ColumnScan:
         if s.typed and not conforms(s.kind, value):  # type: ignore[arg-type]
             hits.append("nonconforming")
         if not missing:
-            kind = detect_kind(value)
+            kind = _UNSET  # detected lazily: only sampled values need it
             if s.kind in ("integer", "numeric") or (s.kind is None and t is not str):
                 num = to_number(value) if t is not bool else None
             elif t is str and not s.date_kind:
@@ -467,6 +470,15 @@ class _ColumnScan:
             if label == "unparseable":
                 hits.append("corrupt")
             return (None, None)
+        if label in ("iso", "serial"):  # read the same in either order
+            try:
+                parsed = parse_date(value)
+            except (DateParseError, ValueError, OverflowError):
+                hits.extend(("invalid@df", "invalid@mf"))
+                return (None, None)
+            if s.future_limit is not None and parsed > s.future_limit:
+                hits.extend(("future@df", "future@mf"))
+            return (parsed, parsed)
         out = []
         for order, tag in ((Order.DAY_FIRST, "df"), (Order.MONTH_FIRST, "mf")):
             try:
@@ -510,9 +522,13 @@ class _ColumnScan:
                 if len(cache) < CACHE_MAX and (t is not str or len(value) <= CACHE_MAX_LEN):
                     cache[value] = info
             self.distinct.add(info.hash)
-            if full_detect and info.kind is not None:
-                self.kinds[info.kind] += n
-                self.sampled += n
+            if full_detect:
+                kind = info.kind
+                if kind is _UNSET:
+                    kind = info.kind = detect_kind(value)
+                if kind is not None:
+                    self.kinds[kind] += n
+                    self.sampled += n
             if info.hits:
                 need = None
                 for h in info.hits:
@@ -552,7 +568,12 @@ class _ColumnScan:
                     continue
                 cache = self.caches.get(type(value))
                 info = cache.get(value) if cache is not None else None
-                kind = info.kind if info is not None else _detect(value, self.spec.tokens)
+                if info is None:
+                    kind = _detect(value, self.spec.tokens)
+                else:
+                    kind = info.kind
+                    if kind is _UNSET:
+                        kind = info.kind = detect_kind(value)
                 if kind is not None:
                     self.kinds[kind] += 1
                     self.sampled += 1
