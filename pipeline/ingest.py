@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import logging
 import operator
 import os
@@ -350,6 +351,14 @@ class _Writer:
             pass
 
 
+def _discard(temp: Path) -> None:
+    for leftover in (temp, temp.with_name(temp.name + "-journal")):
+        try:
+            leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -452,6 +461,8 @@ def _load_roster(writer: _Writer, path: Path, settings: Settings, batch_rows: in
 
     if str(path).lower().endswith(".csv"):
         header, rows = _read_roster_csv(path)
+        if not rows:
+            raise InputFileError(f"--roster {path} has a header but no rows", "add the team's usernames, one per row")
         lowered = [h.strip().lower() for h in header]
         plan = plan_columns(ROSTER_TABLE, lowered, path, "--roster", settings, optional=("name", "email"))
         writer.create(ROSTER_TABLE, plan.columns)
@@ -466,6 +477,14 @@ def _load_roster(writer: _Writer, path: Path, settings: Settings, batch_rows: in
     # Roster headers are compared case-insensitively: it is a hand-made sheet.
     loaded = _load_roster_xlsx(writer, path, settings, batch_rows, collect)
     return loaded, usernames
+
+
+def _check_roster(path: Path | None, usernames: set[str]) -> None:
+    if path is not None and not usernames:
+        raise InputFileError(
+            f"--roster {path} holds no username",
+            "fill the username column of the roster (or drop --roster to keep every ticket)",
+        )
 
 
 def _load_roster_xlsx(writer: _Writer, path: Path, settings: Settings, batch_rows: int, collect: Callable) -> _Loaded:
@@ -548,20 +567,26 @@ def run(config: IngestConfig) -> IngestResult:
         _check_paths(config)
         _remove_stale_temps(out)
         temp = _temp_path(out)
-        writer = _Writer(temp)
+        try:
+            writer = _Writer(temp)
+        except sqlite3.Error as exc:
+            _discard(temp)
+            raise InputFileError(f"--out {out}: cannot write a database in {out.parent} ({exc})", "check that the folder is writable") from None
         try:
             imports, loaded = _ingest(writer, config, order)
             trace.rows = sum(i.rows_imported for i in imports)
             writer.finish()
             os.replace(temp, out)
             _fsync_dir(out.parent)
+        except OSError as exc:
+            writer.abandon()
+            _discard(temp)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ResourceExhausted(f"writing {out} failed: {exc.strerror}", "free disk space beside --out and run again") from None
+            raise
         except BaseException:
             writer.abandon()
-            for leftover in (temp, temp.with_name(temp.name + "-journal")):
-                try:
-                    leftover.unlink()
-                except FileNotFoundError:
-                    pass
+            _discard(temp)
             raise
         trace.fields.update(out=str(out), tables={i.table: i.rows_imported for i in imports})
     return IngestResult(out=out, tables=tuple(imports), seconds=round(time.monotonic() - started, 3), peak_rss_mb=round(peak_rss_mb(), 1))
@@ -573,6 +598,7 @@ def _ingest(writer: _Writer, config: IngestConfig, order: Order) -> tuple[list[T
     loaded: list[_Loaded] = []
 
     roster_loaded, roster = _load_roster(writer, config.roster, settings, config.batch_rows)  # type: ignore[arg-type]
+    _check_roster(config.roster, roster)
     if roster_loaded is not None:
         loaded.append(roster_loaded)
     scoped_by_roster = bool(roster) or config.roster is not None

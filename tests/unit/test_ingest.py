@@ -369,6 +369,26 @@ def test_roster_as_csv(exports: dict[str, Path], tmp_path: Path) -> None:
     assert result.rows_imported["tickets"] == 1
 
 
+def test_roster_without_usernames_is_an_error(exports: dict[str, Path], tmp_path: Path) -> None:
+    empty = write_workbook(tmp_path / "empty_roster.xlsx", ["name", "email", "username"], [["Alice", "a@x.org", None]])
+    with pytest.raises(InputFileError, match="holds no username"):
+        ingest(exports, tmp_path / "raw.db", roster=empty)
+    assert not (tmp_path / "raw.db").exists()
+
+
+def test_unwritable_out_folder(exports: dict[str, Path], tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(InputFileError, match="cannot write"):
+            ingest(exports, folder / "raw.db")
+    finally:
+        folder.chmod(0o700)
+
+
 # --- bad input through the CLI: one message, an exit code, nothing at --out -------------
 
 
