@@ -248,7 +248,13 @@ def compute_metrics(
                 results.append(_not_available(metric, f"no {QUALITY_TABLE} table with {', '.join(sorted(QUALITY_COLUMNS))} in schema {schema}"))
                 continue
             started = time.perf_counter()
-            cur = conn.execute(postgres_query(metric, schema, min_team_tickets))
+            try:
+                cur = conn.execute(postgres_query(metric, schema, min_team_tickets))
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+                raise ConfigError(
+                    f"metric {metric.id} cannot run on schema {schema}: {str(exc).splitlines()[0]}",
+                    "point --schema at a schema built by `servicedesk-etl migrate` (see `servicedesk-etl versions`)",
+                ) from None
             rows = cur.fetchall()
             seconds = time.perf_counter() - started
             columns = [d.name for d in cur.description]
