@@ -43,7 +43,8 @@ This module streams the sheet XML into the zip itself. What it emits, per value:
 - int and float: ``<c r="A2"><v>3652948</v></c>`` (XLSX has one number type: readers
   return ``3652948`` or ``3652948.0``);
 - ``datetime``: an Excel native date cell, the serial number with a date style,
-  ``<c r="D2" s="1"><v>45812.354166666664</v></c>`` (both readers return a datetime).
+  ``<c r="D2" s="1"><v>45812.354166666664</v></c>`` (both readers return a datetime);
+  ``date``: the whole-day serial with a date-only style, ``<c r="E2" s="2"><v>45843</v></c>``.
 """
 
 from __future__ import annotations
@@ -196,18 +197,21 @@ _WORKBOOK_RELS = (
     'Target="styles.xml"/>'
     "</Relationships>"
 )
-# Style 0: general; style 1: a date-time number format (makes a number a date cell).
+# Style 0: general; style 1: a date-time number format (makes a number a date cell);
+# style 2: a date-only format (a whole day: ingest reads it as YYYY-MM-DD).
 _STYLES = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
     '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-    '<numFmts count="1"><numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd\\ hh:mm:ss"/></numFmts>'
+    '<numFmts count="2"><numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd\\ hh:mm:ss"/>'
+    '<numFmt numFmtId="165" formatCode="yyyy\\-mm\\-dd"/></numFmts>'
     '<fonts count="1"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
     '<fills count="2"><fill><patternFill patternType="none"/></fill>'
     '<fill><patternFill patternType="gray125"/></fill></fills>'
     '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
     '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-    '<cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
-    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>'
+    '<cellXfs count="3"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>'
     '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
     "</styleSheet>"
 )
@@ -310,6 +314,8 @@ class SheetWriter:
                 append(f"{start}><v>{value!r}</v></c>")
             elif cls is datetime:
                 append(f'{start} s="1"><v>{excel_serial(value)!r}</v></c>')
+            elif cls is date:
+                append(f'{start} s="2"><v>{(value - EXCEL_EPOCH.date()).days}</v></c>')
             else:
                 raise TypeError(f"cannot write a {cls.__name__} cell: {value!r}")
         append("</row>")
@@ -1221,12 +1227,14 @@ class _Generator:
         time_from = f"{start // 60:02d}:{start % 60:02d}"
         time_to = f"{end // 60:02d}:{end % 60:02d}"
         ts_date = _iso_date(day) if self.clean else _day_first_date(day)
+        # Some clean dates are Excel date cells (the dirty column is day-first text throughout).
+        native = rng.random() < 0.2 and self.clean
         row: list[Any] = [
             agent.full_name,
             agent.username,
             rng.choice(TS_ADMIN_CATEGORIES) if admin else f"{rng.choice(TITLE_PARTS[0])} {rng.choice(TITLE_PARTS[1])}",
             w.text(rng, rng.randint(20, 240)) if rng.random() < 0.85 else None,
-            ts_date,
+            day if native else ts_date,
             time_from,
             time_to,
             "Internal" if admin else rng.choice(TS_TYPES),
@@ -1397,7 +1405,7 @@ def _write_table(
                 for column, kind in defects:
                     ledger.add(table, column, kind, key)
                 for i in date_indices:
-                    if type(values[i]) is datetime:
+                    if isinstance(values[i], date):
                         native[columns[i]] += 1
                 if n % 2048 == 0:
                     progress.advance(2048)

@@ -273,6 +273,12 @@ def test_facts_are_true(dirty: Exports) -> None:
     assert facts["timesheet_orphans"] == sum(1 for c in crm if c != 0 and c not in ids)
 
 
+def test_clean_timesheet_dates_include_date_only_cells(clean: Exports) -> None:
+    native = [r["TS-Date"] for r in clean.rows["timesheets"] if isinstance(r["TS-Date"], datetime)]
+    assert native and all(d.time() == datetime.min.time() for d in native)
+    assert clean.manifest["facts"]["excel_date_cells"]["timesheets"]["TS-Date"] == len(native)
+
+
 # --- realistic proportions -------------------------------------------------------------------
 
 
@@ -325,10 +331,11 @@ def test_clean_sample_has_no_defects(clean: Exports) -> None:
     assert clean.manifest["facts"]["empty_trailing_columns"] == 0
 
 
-def _as_ingested(value: Any) -> Any:
-    """What ingest stores: a date cell becomes ISO text; everything else as read."""
+def _as_ingested(value: Any, kind: str) -> Any:
+    """What ingest stores: a date cell becomes ISO text (a whole day in a date-only
+    column as ``YYYY-MM-DD``); everything else as read."""
     if isinstance(value, datetime):
-        return value.isoformat(" ")
+        return value.date().isoformat() if kind == "date" else value.isoformat(" ")
     return value
 
 
@@ -344,7 +351,7 @@ def test_clean_sample_satisfies_every_contract(clean: Exports, table: str) -> No
         future = spec.not_future_days(col)
         tokens = set(spec.placeholders(col)) | {"--None--", "PendingAssignment", "N/A"}
         for row in rows:
-            value = _as_ingested(row[name])
+            value = _as_ingested(row[name], kind)
             if value is None:
                 if not col.nullable:
                     problems.append(f"{name}: NULL")
