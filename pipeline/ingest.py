@@ -408,7 +408,8 @@ def _load(
             positions = plan.positions
             pick = lambda row: tuple(row[p] if p >= 0 else None for p in positions)  # noqa: E731
         loaded = _Loaded(table, path, sheet, plan, sha256=sha)
-        with Progress(table) as progress:
+        total = sheet.last_row - sheet.header_row_number if sheet.last_row else None
+        with Progress(table, total=total if total and total > 0 else None) as progress:
             for batch in sheet.batches(batch_rows):
                 rows = [pick(row) for row in batch]
                 if keep is not None:

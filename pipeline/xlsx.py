@@ -96,6 +96,7 @@ CHUNK_BYTES = 1 << 18
 
 _EXCEL_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _ROOT_PREFIX = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet[\s>]")
+_DIMENSION = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?dimension\s+ref=\"\$?[A-Z]+\$?\d+:\$?[A-Z]+\$?(\d+)\"")
 
 # Kinds of number format.
 _PLAIN, _DATE, _DATETIME, _TIME = 0, 1, 2, 3
@@ -376,6 +377,7 @@ class SheetStream:
     dropped_values: int = 0
     rows_read: int = 0
     blank_rows: int = 0
+    last_row: int | None = None  # from the sheet's <dimension>, when it declares one
     _book: "_Workbook | None" = None
     _rows: Iterator[tuple[int, list[Any], int]] | None = None
 
@@ -497,6 +499,16 @@ class _Workbook:
                         return part
         fallback = f"xl/{kind}.xml"
         return fallback if fallback in names else None
+
+    def last_row(self) -> int | None:
+        """The last row number the sheet's ``<dimension>`` declares (for progress only)."""
+        try:
+            with self.zip.open(self.sheet_part) as fh:
+                head = fh.read(4096)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError):
+            return None
+        m = _DIMENSION.search(head)
+        return int(m.group(1)) if m else None
 
     def rows(self) -> Iterator[tuple[int, list[Any], int]]:
         """(row number, values by column index with ``None`` for absent, extent) per row.
@@ -676,6 +688,7 @@ def open_first_sheet(
             header=header,
             header_row_number=header_number,
             dropped_columns=dropped,
+            last_row=book.last_row(),
             _book=book,
             _rows=rows,
         )
