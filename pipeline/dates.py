@@ -176,6 +176,60 @@ def evidence_label(value: Any) -> str:
     return "slash_ambiguous"
 
 
+def date_readings(value: Any) -> tuple[str, datetime | None, datetime | None]:
+    """One value's evidence label (``evidence_label``) and its reading day-first and
+    month-first (``parse_date`` in each order; None where that order gives no date), in
+    one pass over the text: the profiler calls this once per distinct value."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return Shape.EMPTY.value, None, None
+        m = _SLASH.match(text)
+        if m is None:
+            if _ISO.match(text):
+                try:
+                    dt = datetime.fromisoformat(text)
+                except ValueError:
+                    return Shape.UNPARSEABLE.value, None, None
+                return Shape.ISO.value, dt, dt
+            if _NUMBER.match(text) and _is_serial(float(text)):
+                dt = excel_serial_to_datetime(float(text))
+                return Shape.SERIAL.value, dt, dt
+            return Shape.UNPARSEABLE.value, None, None
+        first, second = int(m.group(1)), int(m.group(3))
+        if first > 12 and second <= 12:
+            label = "day_first"
+        elif second > 12 and first <= 12:
+            label = "month_first"
+        elif first > 12 and second > 12:
+            return "unparseable", None, None
+        else:
+            label = "slash_ambiguous"
+        hour, minute, sec, frac, meridiem = m.group(5, 6, 7, 8, 9)
+        parts = SlashParts(
+            first=first,
+            second=second,
+            year=int(m.group(4)),
+            hour=None if hour is None else int(hour),
+            minute=None if minute is None else int(minute),
+            second_of_minute=None if sec is None else int(sec),
+            micro=int((frac or "0").ljust(6, "0")),
+            meridiem=meridiem.lower() if meridiem else None,
+        )
+        readings = []
+        for order in (Order.DAY_FIRST, Order.MONTH_FIRST):
+            try:
+                readings.append(_slash_datetime(parts, order, text))
+            except DateParseError:
+                readings.append(None)
+        return label, readings[0], readings[1]
+    label = evidence_label(value)
+    if label in (Shape.ISO.value, Shape.SERIAL.value):
+        dt = parse_date(value)
+        return label, dt, dt
+    return label, None, None
+
+
 @dataclass
 class DateFormatVote:
     """Evidence gathered over a column's values, one ``add`` per value."""
@@ -308,21 +362,21 @@ def parse_date(value: Any, order: Order | None = Order.DAY_FIRST) -> datetime:
             raise DateParseError(f"slash date {value!r} in a column with no decided order")
         parts = slash_parts(str(value))
         assert parts is not None
-        day, month = (
-            (parts.first, parts.second) if order is Order.DAY_FIRST else (parts.second, parts.first)
-        )
-        hour = parts.hour or 0
-        if parts.meridiem:
-            if not 1 <= hour <= 12:
-                raise DateParseError(f"hour {hour} with {parts.meridiem} in {value!r}")
-            hour = hour % 12 + (12 if parts.meridiem == "pm" else 0)
-        try:
-            return datetime(
-                parts.year, month, day, hour, parts.minute or 0, parts.second_of_minute or 0, parts.micro
-            )
-        except ValueError as exc:
-            raise DateParseError(f"{value!r} is not a {order.value} date: {exc}") from None
+        return _slash_datetime(parts, order, value)
     raise DateParseError(f"{value!r} is not a date")
+
+
+def _slash_datetime(parts: SlashParts, order: Order, value: Any) -> datetime:
+    day, month = (parts.first, parts.second) if order is Order.DAY_FIRST else (parts.second, parts.first)
+    hour = parts.hour or 0
+    if parts.meridiem:
+        if not 1 <= hour <= 12:
+            raise DateParseError(f"hour {hour} with {parts.meridiem} in {value!r}")
+        hour = hour % 12 + (12 if parts.meridiem == "pm" else 0)
+    try:
+        return datetime(parts.year, month, day, hour, parts.minute or 0, parts.second_of_minute or 0, parts.micro)
+    except ValueError as exc:
+        raise DateParseError(f"{value!r} is not a {order.value} date: {exc}") from None
 
 
 def excel_serial_to_datetime(serial: float) -> datetime:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import json
 import logging
 import math
@@ -56,7 +55,7 @@ from typing import Any, Callable, Iterable, Sequence
 from contracts import spec
 from contracts.schemas import DATA_TABLES, REGISTRY, contract_for
 from pipeline.config import Settings
-from pipeline.dates import DateFormatDecision, DateFormatVote, DateParseError, Order, decide_format, evidence_label, parse_date
+from pipeline.dates import DateFormatDecision, DateFormatVote, DateParseError, Order, date_readings, decide_format
 from pipeline.errors import ConfigError, InputFileError
 from pipeline.findings import CODES, ColumnProfile, Finding, ProfileResult, TableProfile
 from pipeline.observe import Progress, stage_trace
@@ -306,22 +305,18 @@ class _Info:
 
 
 def _hash64(value: Any) -> int:
-    """A deterministic 64-bit hash (Python's str hash is salted per process)."""
-    t = type(value)
-    if t is int or t is float or t is bool:
-        x = hash(value) & _M64  # numeric hashes are not salted
-        x ^= x >> 33
-        x = (x * 0xFF51AFD7ED558CCD) & _M64
-        x ^= x >> 33
-        x = (x * 0xC4CEB9FE1A85EC53) & _M64
-        return x ^ (x >> 33)
-    if t is str:
-        data = value.encode("utf-8", "surrogatepass")
-    elif t is bytes:
-        data = value
-    else:
-        data = repr(value).encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    """A 64-bit hash for the distinct count. Python's own: strings already carry it (the
+    Counter computed it), numbers are scrambled (``hash(5) == 5`` would skew HyperLogLog).
+    String hashes are salted per process, so estimates above ``DISTINCT_EXACT`` may
+    differ by about 1% between runs (``PYTHONHASHSEED`` fixes them)."""
+    x = hash(value) & _M64
+    if type(value) is str:
+        return x
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & _M64
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & _M64
+    return x ^ (x >> 33)
 
 
 class _Distinct:
@@ -402,7 +397,7 @@ class _ColumnScan:
         kind: str | None = None
         num: Any = None
         text: str | None = None
-        dt: tuple = (None, None)
+        dt: tuple | None = None
         missing = False
         if t is str:
             stripped = value.strip()
@@ -417,12 +412,13 @@ class _ColumnScan:
                 missing = True
             if "\x00" in value:
                 hits.append("nul")
-            if s.long_text and ("\n" in value or "\r" in value):
-                crlf = value.count("\r\n")
-                lf = value.count("\n") - crlf
-                cr = value.count("\r") - crlf
-                if (crlf > 0) + (lf > 0) + (cr > 0) >= 2:
-                    hits.append("crlf_mix")
+            if s.long_text and "\n" in value:
+                if "\r" in value:
+                    crlf = value.count("\r\n")
+                    lf = value.count("\n") - crlf
+                    cr = value.count("\r") - crlf
+                    if (crlf > 0) + (lf > 0) + (cr > 0) >= 2:
+                        hits.append("crlf_mix")
                 if s.blank_run.search(value):
                     hits.append("blank_run")
         if s.typed and not conforms(s.kind, value):  # type: ignore[arg-type]
@@ -460,37 +456,29 @@ class _ColumnScan:
                 hits.append("orphan")
         return _Info(tuple(hits), kind, num, text, dt, _hash64(value))
 
-    def _judge_date(self, value: Any, hits: list[str]) -> tuple:
+    def _judge_date(self, value: Any, hits: list[str]) -> tuple | None:
         s = self.spec
         if s.kind is None and type(value) is not str:
-            return (None, None)  # numbers in a column without contract are numbers, not serials
-        label = evidence_label(value)
+            return None  # numbers in a column without contract are numbers, not serials
+        try:
+            label, df, mf = date_readings(value)
+        except (DateParseError, ValueError, OverflowError):
+            label, df, mf = "unparseable", None, None
         hits.append("date:" + label)
         if label in ("unparseable", "null", "empty"):
             if label == "unparseable":
                 hits.append("corrupt")
-            return (None, None)
-        if label in ("iso", "serial"):  # read the same in either order
-            try:
-                parsed = parse_date(value)
-            except (DateParseError, ValueError, OverflowError):
-                hits.extend(("invalid@df", "invalid@mf"))
-                return (None, None)
-            if s.future_limit is not None and parsed > s.future_limit:
-                hits.extend(("future@df", "future@mf"))
-            return (parsed, parsed)
-        out = []
-        for order, tag in ((Order.DAY_FIRST, "df"), (Order.MONTH_FIRST, "mf")):
-            try:
-                parsed = parse_date(value, order)
-            except (DateParseError, ValueError, OverflowError):
-                hits.append("invalid@" + tag)
-                out.append(None)
-                continue
-            if s.future_limit is not None and parsed > s.future_limit:
-                hits.append("future@" + tag)
-            out.append(parsed)
-        return tuple(out)
+            return None
+        limit = s.future_limit
+        if df is None:
+            hits.append("invalid@df")
+        elif limit is not None and df > limit:
+            hits.append("future@df")
+        if mf is None:
+            hits.append("invalid@mf")
+        elif limit is not None and mf > limit:
+            hits.append("future@mf")
+        return (df, mf)
 
     # -- one batch of the column
 
@@ -510,24 +498,33 @@ class _ColumnScan:
         counts = self.counts
         examples = self.examples
         full_detect = stride == 1
+        max_examples = self.max_examples
+        caches = self.caches
+        judge = self.judge
+        exact = self.distinct.exact
+        hashes: list[int] = []
+        nums: list = []
+        texts: list = []
+        dts: list = []
+        kinds = self.kinds
         for (t, value), n in items:
             if value is None:
                 continue
-            cache = self.caches.get(t)
+            cache = caches.get(t)
             if cache is None:
-                cache = self.caches[t] = {}
+                cache = caches[t] = {}
             info = cache.get(value)
             if info is None:
-                info = self.judge(value)
+                info = judge(value)
                 if len(cache) < CACHE_MAX and (t is not str or len(value) <= CACHE_MAX_LEN):
                     cache[value] = info
-            self.distinct.add(info.hash)
+            hashes.append(info.hash)
             if full_detect:
                 kind = info.kind
                 if kind is _UNSET:
                     kind = info.kind = detect_kind(value)
                 if kind is not None:
-                    self.kinds[kind] += n
+                    kinds[kind] += n
                     self.sampled += n
             if info.hits:
                 need = None
@@ -536,32 +533,47 @@ class _ColumnScan:
                     bucket = examples.get(h)
                     if bucket is None:
                         bucket = examples[h] = []
-                    if len(bucket) < self.max_examples:
+                    if len(bucket) < max_examples:
                         if need is None:
-                            need = _positions(col, value, t, self.max_examples)
+                            need = _positions(col, value, t, max_examples)
                         for p in need:
-                            if len(bucket) >= self.max_examples:
+                            if len(bucket) >= max_examples:
                                 break
                             bucket.append(key_at(p))
             if info.num is not None:
-                if self.num_min is None or info.num < self.num_min:
-                    self.num_min = info.num
-                if self.num_max is None or info.num > self.num_max:
-                    self.num_max = info.num
+                nums.append(info.num)
             elif info.text is not None:
-                if self.text_min is None or info.text < self.text_min:
-                    self.text_min = info.text[:TEXT_MINMAX_LEN]
-                if self.text_max is None or info.text > self.text_max:
-                    self.text_max = info.text[:TEXT_MINMAX_LEN]
-            if info.dt[0] is not None or info.dt[1] is not None:
-                for i in (0, 1):
-                    d = info.dt[i]
-                    if d is None:
-                        continue
-                    if self.dt_min[i] is None or d < self.dt_min[i]:
-                        self.dt_min[i] = d
-                    if self.dt_max[i] is None or d > self.dt_max[i]:
-                        self.dt_max[i] = d
+                texts.append(info.text)
+            if info.dt is not None:
+                dts.append(info.dt)
+        # Distinct hashes, min and max: whole-batch operations, in C.
+        if exact is not None:
+            exact.update(hashes)
+            if len(exact) > DISTINCT_EXACT:
+                self.distinct.add(next(iter(exact)))  # switches to HyperLogLog
+        else:
+            for h in hashes:
+                self.distinct.add(h)
+        if nums:
+            lo, hi = min(nums), max(nums)
+            if self.num_min is None or lo < self.num_min:
+                self.num_min = lo
+            if self.num_max is None or hi > self.num_max:
+                self.num_max = hi
+        if texts:
+            lo, hi = min(texts), max(texts)
+            if self.text_min is None or lo < self.text_min:
+                self.text_min = lo[:TEXT_MINMAX_LEN]
+            if self.text_max is None or hi > self.text_max:
+                self.text_max = hi[:TEXT_MINMAX_LEN]
+        for i in (0, 1):
+            column = [d[i] for d in dts if d[i] is not None]
+            if column:
+                lo, hi = min(column), max(column)
+                if self.dt_min[i] is None or lo < self.dt_min[i]:
+                    self.dt_min[i] = lo
+                if self.dt_max[i] is None or hi > self.dt_max[i]:
+                    self.dt_max[i] = hi
         if not full_detect:
             for value in col[sample_first::stride]:
                 if value is None:
