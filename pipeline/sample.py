@@ -1101,7 +1101,10 @@ class _Generator:
             if "\n" not in text:
                 text = text + "\n" + text[: max(10, len(text) // 3)].strip()
             head, _, tail = text.partition("\n")
-            row[2] = head + "\r\n" + "Sent from Outlook\r\n\r\n" + tail
+            mixed = head + "\r\n" + "Sent from Outlook\r\n\r\n" + tail
+            if "\n" not in tail:  # keep a bare \n too: the mix is the defect
+                mixed += "\n-- \nCloud Operations"
+            row[2] = mixed
         elif kind == "blank_line_run":
             text = row[2]
             cut = len(text) // 2

@@ -155,7 +155,8 @@ def recount(ex: Exports) -> dict[tuple[str, str, str], list[Any]]:
         text = row["comment_text"] or ""
         # openpyxl leaves the OOXML escape of NUL as the literal text _x0000_.
         hit("comments", "comment_text", "nul_byte" if "_x0000_" in text or "\x00" in text else None, key)
-        hit("comments", "comment_text", "crlf_mix" if "\r\n" in text else None, key)
+        mixed = "\r\n" in text and "\n" in text.replace("\r\n", "")
+        hit("comments", "comment_text", "crlf_mix" if mixed else None, key)
         hit("comments", "comment_text", "blank_line_run" if "\n" * 100 in text else None, key)
         hit("comments", "user_id", _typed_kind(row["user_id"]), key)
         hit("comments", "created_time", _date_kind(row["created_time"]), key)
