@@ -590,15 +590,20 @@ def _parse_sheet(
         if name == C:
             t = cell_type
             if has_value:
-                raw = "".join(text)
+                raw = text[0] if len(text) == 1 else "".join(text)
                 if t is None or t == "n":
-                    number = float(raw)
-                    if cell_kind:
-                        value: Any = _serial_to_iso(number, cell_kind, epoch)
-                    elif number.is_integer() and -(2**63) <= number < 2**63:
-                        value = int(number)
+                    if not cell_kind and raw.isdigit() and len(raw) < 19:
+                        value: Any = int(raw)  # the common case: an id or a count
+                    elif not raw:
+                        return  # <v></v>: no number at all, absent
                     else:
-                        value = number
+                        number = float(raw)
+                        if cell_kind:
+                            value = _serial_to_iso(number, cell_kind, epoch)
+                        elif number.is_integer() and -(2**63) <= number < 2**63:
+                            value = int(number)
+                        else:
+                            value = number
                 elif t == "s":
                     value = strings[int(raw)]
                 elif t == "inlineStr" or t == "str":

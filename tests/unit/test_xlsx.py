@@ -128,6 +128,7 @@ def one_cell(tmp_path: Path, cell_xml: str, **kw) -> object:
         ('<c r="B2" t="str"><f>A1&amp;"x"</f><v>1x</v></c>', "1x"),
         ('<c r="B2" s="1"/>', None),  # a styled blank is absent
         ('<c r="B2"/>', None),
+        ('<c r="B2"><v></v></c>', None),  # a number cell with no number
         ("", None),  # no cell at all
         ('<c r="B2"><v>3652948</v></c>', 3652948),
         ('<c r="B2" t="n"><v>3652948.0</v></c>', 3652948),
