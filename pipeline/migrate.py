@@ -248,7 +248,8 @@ def canonical_sqlite_sql(plan: TablePlan) -> str:
         if pgtype == "bigint":
             value = f"CASE typeof({c}) WHEN 'real' THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE CAST({c} AS TEXT) END"
         elif pgtype == "numeric":
-            value = f"printf('%.15g', {c})"
+            # SQLite's printf() turns NULL into '0': keep NULL NULL.
+            value = f"CASE WHEN {c} IS NULL THEN NULL ELSE printf('%.15g', CAST({c} AS REAL)) END"
         elif pgtype == "timestamp":
             value = f"strftime('%Y-%m-%d %H:%M:%f', {c})"
         elif pgtype == "date":
@@ -289,31 +290,48 @@ def _checksum_text(rows: int, total: int) -> str:
     return f"{rows}:{total:x}"
 
 
-def _canary_column(plan: TablePlan) -> str | None:
-    """The column holding a ticket id: the tickets key, or the reference to tickets."""
+def _ticket_reference(plan: TablePlan) -> str | None:
+    """The column of ``plan`` that refers to a ticket id (None for tickets itself)."""
     contract = contract_for(plan.name)
     if contract is None:
         return None
-    if plan.name == "tickets":
-        return plan.key[0]
     for ref in facts(contract).references:
         if ref.target_table == "tickets":
             return ref.column
     return None
 
 
-def canary_condition(plan: TablePlan, fraction: float) -> str:
-    """SQLite condition choosing a deterministic ``fraction`` of tickets and their rows.
-
-    A multiplicative hash of the ticket id picks the bucket, so the same tickets (and
-    all comments and timesheets referring to them) are chosen on every run.
-    """
-    column = _canary_column(plan)
+def _ticket_bucket(column: str, fraction: float) -> str:
     limit = max(1, round(fraction * CANARY_BUCKETS))
-    if column is None:
-        return f"((rowid * 2654435761) % {CANARY_BUCKETS}) < {limit}"
     c = _q(column)
     return f"(((abs(CAST({c} AS INTEGER)) % 1000003) * 2654435761) % {CANARY_BUCKETS}) < {limit}"
+
+
+def canary_condition(plan: TablePlan, fraction: float) -> str:
+    """SQLite condition choosing a deterministic ``fraction`` of tickets with their rows.
+
+    A multiplicative hash of the ticket id picks the tickets, so the same ones are
+    chosen on every run; comments and timesheets come along when they refer to a chosen
+    ticket (rows referring to no ticket are left out: the canary checks the tickets'
+    own families, whose references all resolve).
+    """
+    if plan.name == "tickets":
+        return _ticket_bucket(plan.key[0], fraction)
+    column = _ticket_reference(plan)
+    if column is None:
+        limit = max(1, round(fraction * CANARY_BUCKETS))
+        return f"((rowid * 2654435761) % {CANARY_BUCKETS}) < {limit}"
+    key = _q(data_ticket_key())
+    return (
+        f"CAST({_q(column)} AS INTEGER) IN (SELECT CAST({key} AS INTEGER) FROM {_q('tickets')} "
+        f"WHERE {_ticket_bucket(data_ticket_key(), fraction)})"
+    )
+
+
+def data_ticket_key() -> str:
+    contract = contract_for("tickets")
+    assert contract is not None
+    return facts(contract).key[0]
 
 
 # --- the source --------------------------------------------------------------------------

@@ -201,7 +201,7 @@ def build_clean_db(path: Path, tickets: int = 60, seed: int = 1) -> Path:
             "TKT-Actual Response Date": ts(created + 0.1) if i % 2 else None,
             "TKT-Actual Resolution Date": ts(created + rng.uniform(0.5, 9)) if closed else None,
             "TKT-Closure Date": ts(created + 10) if closed else None,
-            "TKT-Actual SLA Achievement": round(rng.uniform(50, 100), 2) if i % 4 else 96.66666666666667,
+            "TKT-Actual SLA Achievement": (round(rng.uniform(50, 100), 2) if i % 4 else 96.66666666666667) if i % 5 else None,
             "Chg-Planned Start Date": ts(created + 400) if i % 10 == 0 else None,
         })
         conn.execute(f'INSERT INTO tickets VALUES ({", ".join("?" for _ in tcols)})', [row[c] for c in tcols])
