@@ -68,7 +68,7 @@ VERDICT_EXIT = {"PROCEED": 0, "CLEAN": 1, "FIX_SOURCE": 4}
 
 BATCH_TARGET_BYTES = 8 << 20  # values held per batch, roughly
 PROBE_ROWS = 200
-MIN_BATCH_ROWS, MAX_BATCH_ROWS = 256, 50_000
+MIN_BATCH_ROWS, MAX_BATCH_ROWS = 16, 50_000
 CACHE_MAX = 4096  # distinct short values whose judgement is remembered, per column
 CACHE_MAX_LEN = 64  # longer strings are judged every time (they rarely repeat)
 DISTINCT_EXACT = 4096  # exact distinct count up to here, HyperLogLog beyond
