@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preflight": ("pipeline.preflight", "check disk, memory, server and tools before a migration"),
     "backup": ("pipeline.backup", "create, list, verify, restore or prune backups"),
     "metrics": ("pipeline.dashboard", "print the dashboard metrics of the live schema"),
+    "anonymize": ("pipeline.anonymize", "write a shareable copy: keyed pseudonyms, every quirk kept, optional sample"),
     "run": ("pipeline.run", "the whole pipeline: preflight, ingest, three gates, cut-over"),
     "demo": ("pipeline.run", "sample data through the whole pipeline into the embedded server"),
 }
