@@ -31,30 +31,49 @@ and counted, with the number of values they held (``SheetStream.dropped_columns`
 ``dropped_values``). A blank header cell between named ones is kept, named after its
 column letter (``"(column K)"``). A row with no value at all is skipped and counted.
 
-Reader chosen by measurement (``python tests/perf/test_ingest_bench.py``, see the
-report in that file): on a 50,000 x 21 timesheet-like sheet (4.9 MB xlsx, 56 MB XML)
-and a 20,000 x 10 comment-like sheet (2,100-character texts, 7.4 MB xlsx), one
-process per reader, peak RSS of the whole process:
+Reader chosen by measurement, on the generated sample exports (``pipeline.sample``,
+seed 7) at 2,000 and 10,000 tickets: one process per reader and workbook, CPU seconds
+(the machine was shared, so wall time was noisy) and peak RSS of the whole process,
+every row of the first sheet pulled into Python:
 
-=====================  ==============  ==============  ==========================
-reader                 50K x 21        20K x 10        faithful?
-=====================  ==============  ==============  ==========================
-openpyxl read-only     12.4 s,  42 MB  2.7 s,  40 MB   '' read as None
-python-calamine 0.9    0.9 s, 111 MB   0.35 s, 77 MB   '' and absent both ''
-fastexcel 0.21         0.9 s, 166 MB   0.5 s, 223 MB   typed columns: mixed text/
-                                                        date columns coerced; '' None
-ElementTree pull       3.2 s,  15 MB   0.8 s,  14 MB   yes
-regex over the XML     1.6 s,  21 MB   1.3 s,  21 MB   yes (fragile)
-expat (this module)    2.4 s,  13 MB   0.8 s,  13 MB   yes
-=====================  ==============  ==============  ==========================
+==========================  ================  =================  ==================
+2,000 tickets (47K rows)    tickets 2K x 60   comments 19K x 10  timesheets 26K x 21
+                            (0.9 MB / 5 MB    (3.8 MB / 50 MB    (4.3 MB / 31 MB
+                            xlsx / XML)       xlsx / XML)        xlsx / XML)
+==========================  ================  =================  ==================
+openpyxl 3.1 read-only      1.07 s,  37 MB    2.22 s,  38 MB     6.17 s,  39 MB
+python-calamine 0.9         0.08 s,  22 MB    0.35 s,  67 MB     0.47 s,  64 MB
+expat (this module)         0.43 s,  46 MB    1.04 s, 117 MB     1.68 s,  70 MB
+==========================  ================  =================  ==================
 
-calamine and fastexcel load the whole sheet into memory (about 2.2 KB per row of 21
-cells: a 1M-row timesheet workbook would need over 2 GB, a 1M-row ticket workbook of
-60 columns several GB) and cannot tell an absent cell from ``''``; openpyxl is 5x
-slower. The expat parser here is 5x faster than openpyxl, exact, and flat in memory
-(one chunk of XML and one batch of rows), so it is the reader. openpyxl stays where
-it is the right tool: its number-format classification (``is_datetime``) decides
-which cells are dates, and the sample generator writes with it.
+==========================  ================  =================  ==================
+10,000 tickets (237K rows)  tickets 10K x 60  comments 98K x 10  timesheets 129K x 21
+                            (4.3 / 27 MB)     (19.6 / 255 MB)    (21.8 / 156 MB)
+==========================  ================  =================  ==================
+openpyxl 3.1 read-only      4.38 s,  38 MB    10.03 s,  45 MB    28.36 s,  48 MB
+python-calamine 0.9         0.42 s,  61 MB     1.75 s, 293 MB     2.85 s, 272 MB
+expat (this module)         1.44 s,  75 MB     4.51 s, 124 MB     7.33 s,  71 MB
+==========================  ================  =================  ==================
+
+Whole ``ingest`` (three workbooks into SQLite, interpreter start and imports
+included): 4.0 s CPU and 210 MB peak at 2,000 tickets; 15.6 s CPU and 213 MB at
+10,000 tickets (88 MB of it is the imports: pandas and pandera through the
+contracts), i.e. 0.36x the time of a bare openpyxl read-only pass (42.8 s).
+
+Also tried on 50,000 x 21 and 20,000 x 10 openpyxl-written sheets: fastexcel 0.21
+(0.9 s, 166 MB and 0.5 s, 223 MB) builds typed Arrow columns, so a column mixing
+text and date cells is coerced and ``''`` is read as null; an ElementTree pull parser
+(3.2 s, 15 MB) and a regular-expression scanner (1.6 s, 21 MB, but slower on long
+text and fragile) lost to expat (2.4 s, 13 MB).
+
+The choice: python-calamine is about 2.6x faster, but it loads the whole sheet into
+memory (about 2.1 KB per timesheet row and 3 KB per comment row: a 1M-row workbook
+needs 2-3 GB) and returns ``''`` for an absent cell, so the NULL/``''`` distinction the
+profiler depends on would be lost. openpyxl read-only is flat in memory but 3-4x
+slower than this module and reads ``''`` as ``None``. The expat parser here is exact
+and flat in memory (one 256 KB chunk of XML and one batch of rows: peak memory does
+not grow with the workbook), so it is the reader. openpyxl stays where it is the right
+tool: its number-format classification (``is_datetime``) decides which cells are dates.
 
 Shared strings must be held for random access. When the shared-string part is larger
 than ``sst_memory_bytes`` (64 MB uncompressed by default), strings longer than
