@@ -334,6 +334,23 @@ def schema_checksums(conn: "psycopg.Connection", schema: str) -> dict[str, tuple
     return out
 
 
+def schema_row_counts(conn: "psycopg.Connection", schema: str) -> dict[str, int]:
+    """table -> rows, for every table of ``schema`` (cheap: no row is hashed)."""
+    from psycopg import sql
+
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name",
+            (schema,),
+        )
+    ]
+    return {
+        t: int(conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(t))).fetchone()[0])
+        for t in tables
+    }
+
+
 def _schema_exists(conn: "psycopg.Connection", schema: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
 
@@ -366,7 +383,9 @@ def dump_schema(
         if not _schema_exists(conn, schema):
             raise InputFileError(f"schema {schema!r} does not exist in {redact(conninfo)}", "list schemas with `servicedesk-etl versions`, or check --schema")
         major, server_version = _server_major(conn)
-        checks = schema_checksums(conn, schema)
+        # Content checksums read every row: only on request (row counts are cheap).
+        checks = schema_checksums(conn, schema) if content_checksums else None
+        counts = {t: rows for t, (rows, _) in checks.items()} if checks else schema_row_counts(conn, schema)
         database = conn.info.dbname
     tool = find_pg_tool("pg_dump", server_major=major, override=pg_dump)
     if tool.major < major:
@@ -401,8 +420,8 @@ def dump_schema(
         schema=schema,
         server_version=server_version,
         tool_version=tool.version,
-        row_counts={t: rows for t, (rows, _) in checks.items()},
-        content_checksums={t: digest for t, (_, digest) in checks.items()} if content_checksums else {},
+        row_counts=counts,
+        content_checksums={t: digest for t, (_, digest) in checks.items()} if checks else {},
     )
     Catalog(folder).add(record)
     log.info("schema dump written", extra={"backup": record.id, "schema": schema, "bytes": record.size_bytes})
@@ -551,7 +570,7 @@ def restore_dump(
             moved_aside = f"{target[:40]}_replaced_{stamp}"
             before.append(sql.SQL("ALTER SCHEMA {} RENAME TO {};").format(sql.Identifier(target), sql.Identifier(moved_aside)))
         if target != original:
-            if original_exists and not (target_exists and original == target):
+            if original_exists:
                 before.append(sql.SQL("ALTER SCHEMA {} RENAME TO {};").format(sql.Identifier(original), sql.Identifier(hold)))
             after.append(sql.SQL("ALTER SCHEMA {} RENAME TO {};").format(sql.Identifier(original), sql.Identifier(target)))
             if original_exists:
