@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import functools
 import json
 import logging
+import math
 import os
 import shutil
 import sqlite3
@@ -46,7 +48,7 @@ from pipeline.dates import Order
 from pipeline.errors import ConfigError, FixYourData, GateFailed, InputFileError, ResourceExhausted
 from pipeline.observe import Progress, current_rss_mb, peak_rss_mb, stage_trace
 from pipeline.sources import SQLiteSource, check_sqlite_file, quote_sqlite, sha256_file
-from pipeline.values import placeholder_set
+from pipeline.values import BIGINT_MAX, BIGINT_MIN, placeholder_set
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class CleanResult:
     audit_trail: str | None
     seconds: float
     peak_rss_mb: float
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: profile, build, gate, ...
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,7 +253,31 @@ class ColumnPlan:
     keep_blank: bool = False
     keep_tokens: frozenset[str] = frozenset()
 
+    # Results per distinct short value (dates and ids repeat a lot); None: no memo.
+    memo: dict[tuple[type, Any], Fix] | None = None
+    # A cheap test that a value is already in its final form (no rule would touch it).
+    fast: Callable[[Any], bool] | None = None
+
     def apply(self, value: Any) -> Fix:
+        if value is None:
+            return FIX_NULL
+        memo = self.memo
+        if memo is not None:
+            t = type(value)
+            if t is not str or len(value) <= MEMO_TEXT_CHARS:
+                key = (t, value)  # the type too: 5, 5.0 and True are equal keys otherwise
+                hit = memo.get(key)
+                if hit is None:
+                    hit = self._apply(value)
+                    if len(memo) >= MEMO_ENTRIES:
+                        memo.clear()
+                    memo[key] = hit
+                return hit
+        return self._apply(value)
+
+    def _apply(self, value: Any) -> Fix:
+        if self.fast is not None and self.fast(value):
+            return Fix(value)
         if type(value) is str and (self.keep_blank or self.keep_tokens):
             stripped = value.strip()
             if (self.keep_blank and not stripped) or stripped in self.keep_tokens:
@@ -266,6 +293,11 @@ class ColumnPlan:
             if value is None:
                 break
         return Fix(value, "+".join(rules) or None)
+
+
+FIX_NULL = Fix(None)
+MEMO_ENTRIES = 50_000
+MEMO_TEXT_CHARS = 64
 
 
 def _range_of(col: Any) -> tuple[float | None, float | None, bool, bool] | None:
@@ -357,11 +389,70 @@ def plan_table(
         if bounds is not None and kind in ("integer", "numeric") and cs.fix_numbers:
             steps.append(_range_step(bounds, cs.out_of_range))
             failures.append(Q_RANGE)
+        if not (kind == "text" and spec.is_long_text(col)):
+            plan.memo = {}
+        plan.fast = _fast_check(plan, cs, tokens if cs.null_placeholders else frozenset(), bounds, col, today)
         if steps:
             plans.append(plan)
         elif plan.required:
             plans.append(plan)  # no rule, but NULL in it still sends the row to quarantine
     return plans, ambiguous
+
+
+def _fast_check(
+    plan: ColumnPlan,
+    cs: CleanSettings,
+    tokens: frozenset[str],
+    bounds: tuple[float | None, float | None, bool, bool] | None,
+    col: Any,
+    today: date,
+) -> Callable[[Any], bool] | None:
+    """A predicate true only for values every rule of the column would keep as they are."""
+    kind = plan.kind
+    if kind in spec.DATE_KINDS and cs.fix_dates:
+        pattern = tf.ISO_DATE_TEXT if plan.date_only else tf.ISO_TIMESTAMP_TEXT
+        days = spec.not_future_days(col)
+        limit = tf.future_limit(today, days).isoformat() if days is not None else None
+
+        def date_ok(v: Any) -> bool:
+            if type(v) is not str or pattern.match(v) is None or v in tokens:
+                return False
+            if limit is not None and v[:10] > limit:
+                return False
+            try:
+                datetime.fromisoformat(v)
+            except ValueError:
+                return False
+            return True
+
+        return date_ok
+    if kind in ("integer", "numeric") and cs.fix_numbers:
+        types = (int,) if kind == "integer" else (int, float)
+        low, high, inc_low, inc_high = bounds if bounds is not None else (None, None, True, True)
+
+        def number_ok(v: Any) -> bool:
+            if type(v) not in types:
+                return False
+            if type(v) is float and not math.isfinite(v):
+                return False
+            if type(v) is int and not BIGINT_MIN <= v <= BIGINT_MAX:
+                return False
+            return tf.check_range(v, low, high, inc_low, inc_high) is None if bounds is not None else True
+
+        return number_ok
+    if kind == "text" and spec.is_long_text(col) and cs.text_hygiene:
+        blank_rule = cs.null_empty_strings and cs.text_columns_empty_to_null
+        most = cs.max_blank_lines
+
+        def text_ok(v: Any) -> bool:
+            if type(v) is not str or "\x00" in v or "\r" in v or v.count("\n") > most:
+                return False
+            if blank_rule and not v.strip():
+                return False
+            return not tokens or v.strip() not in tokens
+
+        return text_ok
+    return None
 
 
 def _date_step(order: Order | None, date_only: bool, null_unparseable: bool) -> Callable[[Any], tf.Outcome]:
@@ -411,7 +502,9 @@ def _row_key(values: Sequence[Any]) -> str | None:
         return None
     if len(values) == 1:
         v = values[0]
-        return None if v is None else (v if isinstance(v, str) else json.dumps(v))
+        if v is None or type(v) is str:
+            return v
+        return str(v) if type(v) is int else json.dumps(_jsonable(v))
     return json.dumps([_jsonable(v) for v in values], ensure_ascii=False)
 
 
@@ -446,6 +539,8 @@ class _Builder:
         self.run_id = run_id
         self.today = today
         self.profile = profile
+        # The same lenient decoding as SQLiteSource's, done in C: it runs once per text cell.
+        source.conn.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
         self.conn = sqlite3.connect(temp, isolation_level=None)
         # The temporary file is thrown away on any failure: no journal file beside it,
         # no fsync per transaction (the finished file is fsynced once before the rename).
@@ -861,11 +956,15 @@ def run(config: CleanConfig) -> CleanResult:
     temp = temp_path_for(out)
     audit_temp = temp_path_for(audit_path) if audit_path is not None else None
     source_sha = sha256_file(source_path)
+    phases: dict[str, float] = {}
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None
         try:
             log.info("profiling %s (run %s)", source_path, run_id)
+            mark = time.monotonic()
             before = _profile(source_path, settings, today)
+            phases["profile_source"] = time.monotonic() - mark
+            mark = time.monotonic()
             with SQLiteSource(source_path) as source:
                 builder = _Builder(config, source, temp, run_id, today, before)
                 try:
@@ -873,9 +972,14 @@ def run(config: CleanConfig) -> CleanResult:
                 finally:
                     builder.close()
             _fsync_path(temp)
+            phases["build"] = time.monotonic() - mark
             log.info("profiling the cleaned copy")
+            mark = time.monotonic()
             after = _profile(temp, settings, today)
+            phases["profile_output"] = time.monotonic() - mark
+            mark = time.monotonic()
             contract = _contract_run(temp, settings, today)
+            phases["contract_checks"] = time.monotonic() - mark
             critical = [r for r in contract.failed if r.severity == "critical"]
             others = [
                 {"id": r.id, "severity": r.severity, "failing": r.failing, "considered": r.considered, "message": r.message}
@@ -951,6 +1055,7 @@ def run(config: CleanConfig) -> CleanResult:
         audit_trail=str(audit_path) if audit_path else None,
         seconds=round(time.monotonic() - started, 3),
         peak_rss_mb=round(peak_rss_mb(), 1),
+        phases={k: round(v, 3) for k, v in phases.items()},
     )
 
 

@@ -45,8 +45,9 @@ RULES = (
     "quarantined",
 )
 
-_ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{6})?$")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The target forms: text matching these (and a real calendar date) is left as it is.
+ISO_TIMESTAMP_TEXT = _ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{6})?$")
+ISO_DATE_TEXT = _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,109 @@
+"""Benchmark: clean of a generated and ingested database, against a bare scan of it.
+
+Size: ``SERVICEDESK_BENCH_TICKETS`` tickets (default 300; about 23 rows per ticket in
+the reference proportions, so 11,300 tickets is about 260K rows, 22,600 about 520K and
+43,500 about 1M). Run with ``pytest tests/perf/test_clean_bench.py --benchmark-only``.
+
+Recorded in ``benchmark.extra_info``: rows, database bytes, the seconds of a bare
+``SELECT *`` scan of every table of the same database (rows fetched into Python, in
+batches), the ratio of the clean to it, the clean's phases (profile of the source,
+build, profile of the output, contract checks), and the peak memory of a clean run
+alone in a child process (the pytest process's own peak includes sample generation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TICKETS = int(os.environ.get("SERVICEDESK_BENCH_TICKETS", "300"))
+
+pytestmark = pytest.mark.perf
+
+
+@pytest.fixture(scope="module")
+def bench_raw_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipeline.config import Settings
+    from pipeline.ingest import IngestConfig, run
+    from pipeline.sample import generate
+
+    folder = tmp_path_factory.mktemp(f"clean_bench_{TICKETS}")
+    generate(folder, tickets=TICKETS, seed=11, clean=False)
+    out = folder / "raw.db"
+    run(IngestConfig(folder / "tickets.xlsx", folder / "comments.xlsx", folder / "timesheets.xlsx", out, Settings()))
+    return out
+
+
+def bare_scan(db: Path) -> tuple[float, int]:
+    """Seconds to read every row of every table into Python, as the cleaner must."""
+    started = time.perf_counter()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    rows = 0
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        for table in tables:
+            cur = conn.execute(f'SELECT * FROM "{table}"')
+            while batch := cur.fetchmany(10_000):
+                rows += len(batch)
+    finally:
+        conn.close()
+    return time.perf_counter() - started, rows
+
+
+_CHILD = """
+import json, sys
+from pathlib import Path
+from pipeline.clean import CleanConfig, run
+from pipeline.config import Settings
+from pipeline.observe import peak_rss_mb
+before = peak_rss_mb()
+result = run(CleanConfig(source=Path(sys.argv[1]), out=Path(sys.argv[2]), settings=Settings(), progress=False))
+print(json.dumps({"peak_rss_mb": result.peak_rss_mb, "after_imports_mb": before, "seconds": result.seconds, "phases": result.phases}))
+"""
+
+
+def _clean_in_child(source: Path, out: Path) -> dict:
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(source), str(out)], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_clean_benchmark(benchmark, bench_raw_db: Path, tmp_path: Path) -> None:
+    from pipeline.clean import CleanConfig, run
+    from pipeline.config import Settings
+
+    out = tmp_path / "clean.db"
+
+    def clean_once() -> object:
+        if out.exists():
+            out.unlink()
+        return run(CleanConfig(source=bench_raw_db, out=out, settings=Settings(), progress=False))
+
+    result = benchmark.pedantic(clean_once, rounds=1, iterations=1, warmup_rounds=0)
+    rows = sum(t.rows_in for t in result.tables.values())  # type: ignore[attr-defined]
+    assert result.quality_after["score"] >= result.threshold  # type: ignore[attr-defined]
+
+    scan_seconds, scan_rows = bare_scan(bench_raw_db)
+    assert scan_rows == rows
+    child = _clean_in_child(bench_raw_db, tmp_path / "child.db")
+    clean_seconds = benchmark.stats.stats.mean
+    benchmark.extra_info.update(
+        {
+            "tickets": TICKETS,
+            "rows": rows,
+            "database_bytes": bench_raw_db.stat().st_size,
+            "bare_scan_seconds": round(scan_seconds, 3),
+            "ratio_to_bare_scan": round(clean_seconds / scan_seconds, 2),
+            "rows_per_second": round(rows / clean_seconds),
+            "phases": result.phases,  # type: ignore[attr-defined]
+            "audit_rows": result.audit_rows,  # type: ignore[attr-defined]
+            "peak_rss_mb": child["peak_rss_mb"],
+            "rss_after_imports_mb": child["after_imports_mb"],
+        }
+    )
