@@ -1,0 +1,140 @@
+"""``contracts.gate.run_gate``: the gate from Python, as the pipeline calls it (Gates 1-3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from contracts.gate import GateVerdict, run_gate
+from pipeline.errors import ConfigError, InputFileError
+
+pytest_plugins = ["pytester"]
+
+CREATED = "tickets::TKT-Created Time::timestamp_parseable"
+
+
+def test_clean_database_passes(gate_db) -> None:
+    verdict = run_gate(gate_db(), extra_args=["-q"])
+    assert isinstance(verdict, GateVerdict)
+    assert verdict.passed and verdict.exit_code == 0
+    assert verdict.failed == ()
+    assert verdict.verdict == "PROCEED"
+    assert verdict.quality is not None and verdict.quality >= 80
+    assert verdict.report["summary"]["failed"] == 0
+
+
+def test_defect_fails_with_ids_severities_and_counts(gate_db, tmp_path: Path) -> None:
+    def change(t: dict) -> None:
+        t["tickets"][1][3]["TKT-Created Time"] = "20/05/2025 8:42"
+        t["tickets"][1][4]["TKT-Category"] = "New Category"
+
+    junit, report = tmp_path / "gate.xml", tmp_path / "gate.json"
+    verdict = run_gate(gate_db(change), junitxml=junit, report=report, extra_args=["-q"])
+    assert not verdict.passed and verdict.exit_code == 1
+    assert (CREATED, "error", 1) in verdict.failed
+    assert CREATED in verdict.failed_ids
+    assert ("tickets::TKT-Category::allowed_values", "warning", 1) in verdict.warned
+    assert json.loads(report.read_text()) == verdict.report
+    names = {(c.get("classname"), c.get("name")) for c in ET.parse(junit).getroot().iter("testcase")}
+    assert ("tickets.TKT-Created Time", "timestamp_parseable") in names
+
+
+def test_quality_threshold_and_settings_file(gate_db, tmp_path: Path) -> None:
+    db = gate_db()
+    strict = run_gate(db, quality_threshold=100.0, extra_args=["-q"])
+    assert strict.report["quality_threshold"] == pytest.approx(100.0)
+    settings = tmp_path / "etl.toml"
+    settings.write_text("[gate]\nsample_rows = 2\n")
+
+    def change(t: dict) -> None:
+        for row in t["tickets"][1][:5]:
+            row["TKT-Status"] = "Resolved"
+
+    verdict = run_gate(gate_db(change, name="five.db"), settings_file=settings, extra_args=["-q"])
+    result = next(r for r in verdict.report["results"] if r["id"] == "tickets::TKT-Status::allowed_values")
+    assert result["failing"] == 5 and len(result["sample"]) == 2
+
+
+def test_the_callers_tests_and_conftest_are_not_collected(gate_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text("raise RuntimeError('the caller conftest was imported')\n")
+    (project / "test_theirs.py").write_text("def test_theirs():\n    assert False\n")
+    (project / "pytest.ini").write_text("[pytest]\naddopts = --this-option-does-not-exist\n")
+    monkeypatch.chdir(project)
+    verdict = run_gate(gate_db(), extra_args=["-q"])
+    assert verdict.passed
+    assert not any("test_theirs" in i["id"] for i in verdict.report["items"])
+    assert Path(os.getcwd()) == project  # the caller's folder is given back
+
+
+def test_bad_input_raises_pipeline_errors(tmp_path: Path, gate_db) -> None:
+    with pytest.raises(InputFileError, match="does not exist"):
+        run_gate(tmp_path / "absent.db")
+    (tmp_path / "x.txt").write_text("no")
+    with pytest.raises(InputFileError, match="not a SQLite database"):
+        run_gate(tmp_path / "x.txt")
+    with pytest.raises(ConfigError, match="exactly one"):
+        run_gate()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gate]\nno_such_key = 1\n")
+    with pytest.raises(ConfigError, match="gate.no_such_key"):
+        run_gate(gate_db(), settings_file=bad)
+
+
+def test_a_stale_report_is_never_read_as_the_verdict(gate_db, tmp_path: Path) -> None:
+    report = tmp_path / "gate.json"
+    report.write_text(json.dumps({"failed": [], "quality": 100.0, "verdict": "PROCEED"}))
+    with pytest.raises(ConfigError):
+        run_gate(gate_db(), report=report, extra_args=["--quality-threshold", "not-a-number"])
+    assert not report.exists()
+
+
+# --- Gate 3: the same gate on a PostgreSQL schema -------------------------------------------
+
+
+@pytest.mark.postgres
+def test_gate_on_a_postgresql_schema(pg_dsn: str, pytester: pytest.Pytester) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from contracts.schemas import contract_for
+    from pipeline.pgschema import ddl
+
+    schema = "gate_check"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for statement in ddl(schema):
+            conn.execute(statement)
+
+        def insert(table: str, rows: list[dict]) -> None:
+            cols = list(contract_for(table).columns)
+            stmt = sql.SQL("INSERT INTO {}.{} ({}) VALUES ({})").format(
+                sql.Identifier(schema),
+                sql.Identifier(table),
+                sql.SQL(", ").join(map(sql.Identifier, cols)),
+                sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+            )
+            conn.cursor().executemany(stmt, [[r.get(c) for c in cols] for r in rows])
+
+        created = datetime(2025, 5, 20, 8, 42)
+        insert("tickets", [{"TKT-Ticket ID": 1000 + i, "TKT-Created Time": created, "TKT-Status": "Closed", "TKT-Month Created": "2025-05"} for i in range(10)])
+        insert("comments", [{"comment_id": i + 1, "ticket_id": 1000 + i % 10, "created_time": created, "owner_type": "agent"} for i in range(20)])
+        insert("timesheets", [{"TS-User Username": "u1", "TS-Date": created.date(), "TS-Time From": f"{8 + i}:00", "TS-Hours": 1.5, "TS-Crm ID": 1000 + i % 10} for i in range(8)])
+
+    verdict = run_gate(target=pg_dsn, schema=schema, extra_args=["-q"])
+    assert verdict.passed, verdict.failed
+    assert verdict.report["db"] == schema
+    assert any(r["id"] == "tickets::TKT-Created Time::timestamp_parseable" and r["considered"] == 10 for r in verdict.report["results"])
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("UPDATE {}.tickets SET {} = 'Resolved' WHERE {} = 1003").format(
+            sql.Identifier(schema), sql.Identifier("TKT-Status"), sql.Identifier("TKT-Ticket ID")))
+    # The same through the command line, as a user would run it on the target.
+    result = pytester.runpytest_subprocess("--target", pg_dsn, "--schema", schema, "-rf")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["FAILED tickets::TKT-Status::allowed_values - 1 of 10 values*"])
