@@ -61,9 +61,10 @@ import zipfile
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from collections import deque
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from contracts.headers import default_mappings
 from contracts.schemas import comments as comments_contract
@@ -92,7 +93,7 @@ AUTOMATION_SHARE = 0.61  # of comments, written by the automation account
 _AUTOMATION_DRAW = 0.645
 
 EXCEL_MAX_ROWS = 1_048_576  # header included
-MIN_TICKETS = 20
+MIN_TICKETS = 40  # fewer rows cannot hold every defect kind at its minimum count
 # 12.9 timesheet rows per ticket must fit one sheet.
 MAX_TICKETS = 80_000
 MAX_CELL_CHARS = 32_767  # Excel's limit for one cell
@@ -302,13 +303,15 @@ class SheetWriter:
             start = f'<c r="{refs[i]}{r}"'
             cls = type(value)
             if cls is str:
+                if len(value) > 64:  # long text: seldom repeated, not worth hashing
+                    append(start + _string_cell_tail(value))
+                    continue
                 tail = cache.get(value)
-                if tail is None:
+                if tail is None:  # codes, names, enum values: repeated often
                     tail = _string_cell_tail(value)
-                    if len(value) <= 64:  # codes, names, enum values: repeated often
-                        if len(cache) >= 200_000:
-                            cache.clear()
-                        cache[value] = tail
+                    if len(cache) >= 200_000:
+                        cache.clear()
+                    cache[value] = tail
                 append(start + tail)
             elif cls is int or cls is float:
                 append(f"{start}><v>{value!r}</v></c>")
@@ -691,6 +694,54 @@ def _sample_excluding(rng: random.Random, population: int, n: int, exclude: set[
     return sorted(chosen)
 
 
+Row = tuple[list[Any], Any, list[tuple[str, str]]]  # values, key, defects (column, kind)
+
+
+class _Duplicates:
+    """The planned duplicate rows of one table.
+
+    From each planned position on, the next row with no defect of its own is copied and
+    the copy follows it ``DUPLICATE_LAG`` rows later, so every duplicate carries exactly
+    one defect: its repeated key. When planned positions lie too close to the end to
+    find such a row (tiny samples only), earlier defect-free rows are copied instead.
+    """
+
+    SPARE = 8
+
+    def __init__(self, table: str, planned: set[int]) -> None:
+        self.table = table
+        self.planned = planned
+        self.owed = 0
+        self.pending: deque[tuple[int, Row]] = deque()
+        self.spare: list[Row] = []
+
+    def offer(self, index: int, eligible: bool, copy: Callable[[], Row]) -> None:
+        if index in self.planned:
+            self.owed += 1
+        if not eligible:
+            return
+        if self.owed:
+            self.owed -= 1
+            self.pending.append((index + DUPLICATE_LAG, copy()))
+        elif len(self.spare) < self.SPARE:
+            self.spare.append(copy())
+
+    def due(self, index: int) -> Iterator[Row]:
+        while self.pending and self.pending[0][0] <= index:
+            yield self.pending.popleft()[1]
+
+    def rest(self) -> Iterator[Row]:
+        while self.pending:
+            yield self.pending.popleft()[1]
+        while self.owed:
+            if not self.spare:
+                raise ConfigError(
+                    f"{self.table}: too few defect-free rows to copy as duplicates", f"ask for at least {MIN_TICKETS} tickets"
+                )
+            self.owed -= 1
+            yield self.spare.pop(0)
+
+
 @dataclass
 class _Ledger:
     """Defects tallied from the cells actually written (the manifest's counts)."""
@@ -795,12 +846,11 @@ class _Generator:
 
     # -- tickets --------------------------------------------------------------------------
 
-    def ticket_rows(self, plan: _Plan | None) -> Iterator[tuple[list[Any], Any, list[tuple[str, str]]]]:
+    def ticket_rows(self, plan: _Plan | None) -> Iterator[Row]:
         rng = random.Random(f"{self.seed}:tickets")
         defect_rng = random.Random(f"{self.seed}:ticket-defects")
         span = (PERIOD_END - PERIOD_START).total_seconds()
-        pending: list[tuple[int, list[Any], Any, list[tuple[str, str]]]] = []
-        owed = 0  # planned duplicates not yet given a defect-free source
+        dups = _Duplicates("tickets", plan.duplicate_at if plan else set())
         for index, ticket_id in enumerate(self.ids):
             row, natural, closed_status = self._ticket(rng, ticket_id, span, index)
             defects = list(natural.items())
@@ -808,24 +858,14 @@ class _Generator:
                 for col, kind in plan.defects(index).items():
                     row[col] = self._ticket_defect(row, col, kind, defect_rng)
                     defects.append((col, kind))
-                if index in plan.duplicate_at:
-                    owed += 1
-                if owed and not defects and closed_status:
-                    owed -= 1
-                    pending.append((index + DUPLICATE_LAG, *self._ticket_duplicate(row, defect_rng)))
+                # Only Closed tickets are copied: the status counts stay the same.
+                dups.offer(index, not defects and closed_status, lambda: self._ticket_duplicate(row, defect_rng))
             values = [row.get(c) for c in TICKET_COLUMNS]
             yield values, ticket_id, defects
-            while pending and pending[0][0] <= index:
-                _, dup_values, key, dup_defects = pending.pop(0)
-                yield dup_values, key, dup_defects
-        for _, dup_values, key, dup_defects in pending:
-            yield dup_values, key, dup_defects
-        if plan is not None and owed:
-            # Not enough defect-free closed tickets after the last planned position: take
-            # the earliest ones again (only at tiny sizes).
-            raise ConfigError(f"could not place {owed} duplicate tickets", f"ask for at least {MIN_TICKETS} tickets")
+            yield from dups.due(index)
+        yield from dups.rest()
 
-    def _ticket_duplicate(self, row: dict[str, Any], rng: random.Random) -> tuple[list[Any], Any, list[tuple[str, str]]]:
+    def _ticket_duplicate(self, row: dict[str, Any], rng: random.Random) -> Row:
         copy = dict(row)
         modified = row["_modified"] + timedelta(hours=rng.randint(1, 72), minutes=rng.randint(0, 59))
         copy["TKT-Modified Time"] = _iso(modified)
@@ -1010,14 +1050,14 @@ class _Generator:
     def comment_count(self) -> int:
         return sum(t.comments for t in self.facts_tickets)
 
-    def comment_rows(self, plan: _Plan | None) -> Iterator[tuple[list[Any], Any, list[tuple[str, str]]]]:
+    def comment_rows(self, plan: _Plan | None) -> Iterator[Row]:
         rng = random.Random(f"{self.seed}:comments")
         defect_rng = random.Random(f"{self.seed}:comment-defects")
         w = self.world
         comment_id = 5_100_000
         index = 0
-        pending: list[tuple[int, list[Any], Any, list[tuple[str, str]]]] = []
-        owed = 0
+        dups = _Duplicates("comments", plan.duplicate_at if plan else set())
+        copy_defects = [("created_time", "day_first_date"), ("comment_id", "duplicate_key")]
         for ticket in self.facts_tickets:
             life = (ticket.end - ticket.created).total_seconds() + 2 * 86400
             offsets = sorted(rng.random() * life for _ in range(ticket.comments))
@@ -1066,21 +1106,12 @@ class _Generator:
                     for col, kind in planned.items():
                         self._comment_defect(row, col, kind, defect_rng, comment_id)
                         defects.append((col, kind))
-                    if index in plan.duplicate_at:  # type: ignore[union-attr]
-                        owed += 1
-                    if owed and len(defects) == 1:
-                        owed -= 1
-                        dup = list(row)
-                        pending.append((index + DUPLICATE_LAG, dup, comment_id, [("created_time", "day_first_date"), ("comment_id", "duplicate_key")]))
+                    # Defect-free but for the column-wide day-first dates.
+                    dups.offer(index, len(defects) == 1, lambda: (list(row), row[0], list(copy_defects)))
                 yield row, row[0], defects
-                while pending and pending[0][0] <= index:
-                    _, dup_values, key, dup_defects = pending.pop(0)
-                    yield dup_values, key, dup_defects
+                yield from dups.due(index)
                 index += 1
-        for _, dup_values, key, dup_defects in pending:
-            yield dup_values, key, dup_defects
-        if owed:
-            raise ConfigError(f"could not place {owed} duplicate comments", f"ask for at least {MIN_TICKETS} tickets")
+        yield from dups.rest()
 
     def _comment_defect(self, row: list[Any], col: str, kind: str, rng: random.Random, comment_id: int) -> None:
         if col == "comment_id":  # non_numeric_id; unique, so it adds no duplicate key
@@ -1119,7 +1150,16 @@ class _Generator:
     def timesheet_total(self) -> int:
         return round(self.n_tickets * TIMESHEETS_PER_TICKET)
 
-    def timesheet_rows(self, plan: _Plan | None) -> Iterator[tuple[list[Any], Any, list[tuple[str, str]]]]:
+    def timesheet_rows(self, plan: _Plan | None) -> Iterator[Row]:
+        for row in self._timesheet_stream(plan):
+            crm = row[0][12]
+            if crm == 0:
+                self.admin_rows += 1
+            elif crm not in self.ticket_ids:
+                self.orphan_rows += 1
+            yield row
+
+    def _timesheet_stream(self, plan: _Plan | None) -> Iterator[Row]:
         rng = random.Random(f"{self.seed}:timesheets")
         defect_rng = random.Random(f"{self.seed}:timesheet-defects")
         w = self.world
@@ -1154,8 +1194,8 @@ class _Generator:
             for u in chosen:
                 per_user[u].append(ticket.ticket_id)
         index = 0
-        pending: list[tuple[int, list[Any], Any, list[tuple[str, str]]]] = []
-        owed = 0
+        dups = _Duplicates("timesheets", plan.duplicate_at if plan else set())
+        copy_defects = [("TS-Date", "day_first_date"), ("TS-Crm ID", "duplicate_key")]
         cell = 0
         for day in days:
             for u in users:
@@ -1192,30 +1232,11 @@ class _Generator:
                             else:
                                 raise AssertionError(kind)
                             defects.append((col, kind))
-                        if index in plan.duplicate_at:  # type: ignore[union-attr]
-                            owed += 1
-                        if owed and len(defects) == 1:
-                            owed -= 1
-                            pending.append((index + DUPLICATE_LAG, list(row), list(key), [("TS-Date", "day_first_date"), ("TS-Crm ID", "duplicate_key")]))
-                    self._count_timesheet(row)
+                        dups.offer(index, len(defects) == 1, lambda: (list(row), list(key), list(copy_defects)))
                     yield row, key, defects
-                    while pending and pending[0][0] <= index:
-                        _, dup_values, dup_key, dup_defects = pending.pop(0)
-                        self._count_timesheet(dup_values)
-                        yield dup_values, dup_key, dup_defects
+                    yield from dups.due(index)
                     index += 1
-        for _, dup_values, dup_key, dup_defects in pending:
-            self._count_timesheet(dup_values)
-            yield dup_values, dup_key, dup_defects
-        if owed:
-            raise ConfigError(f"could not place {owed} duplicate timesheet rows", f"ask for at least {MIN_TICKETS} tickets")
-
-    def _count_timesheet(self, row: list[Any]) -> None:
-        crm = row[12]
-        if crm == 0:
-            self.admin_rows += 1
-        elif crm not in self.ticket_ids:
-            self.orphan_rows += 1
+        yield from dups.rest()
 
     def _timesheet(self, rng: random.Random, w: _World, agent: _Person, day: date, start: int, end: int, hours: float, tickets: list[int]) -> tuple[list[Any], list[Any]]:
         roll = rng.random()
@@ -1390,7 +1411,7 @@ def _write_table(
     table: str,
     headers: list[str],
     rows: int,
-    source: Iterator[tuple[list[Any], Any, list[tuple[str, str]]]],
+    source: Iterator[Row],
     ledger: _Ledger,
     columns: list[str],
     native: dict[str, int],

@@ -32,6 +32,7 @@ TIMESHEETS = list(REGISTRY["timesheets"].columns)
 
 ISO_TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 DAY_FIRST_TS = re.compile(r"^(\d{1,2})/(\d{2})/(\d{4}) (\d{1,2}):(\d{2})$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DAY_FIRST_DATE = re.compile(r"^(\d{1,2})/(\d{2})/(\d{4})$")
 FLOAT_TEXT = re.compile(r"^\d+\.0$")
 
@@ -87,10 +88,12 @@ def _date_kind(value: Any, *, date_only: bool = False) -> str | None:
         return "empty_string"
     if not value.strip():
         return "whitespace_string"
-    if not date_only and ISO_TS.match(value):
-        return None
-    if date_only and re.match(r"^\d{4}-\d{2}-\d{2}$", value):
-        return None
+    if (ISO_TS if not date_only else ISO_DATE).match(value):
+        try:
+            datetime.fromisoformat(value)
+            return None
+        except ValueError:
+            return "unparseable_date"
     m = (DAY_FIRST_DATE if date_only else DAY_FIRST_TS).match(value)
     if m:
         try:
@@ -245,6 +248,16 @@ def test_every_kind_of_the_reference_is_injected(dirty: Exports) -> None:
     # Every date column of the tickets holds empty strings (the third problem of the first migration).
     for c in spec.date_columns(REGISTRY["tickets"]):
         assert by_slot[("tickets", c, "empty_string")] >= 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_manifest_is_exact_at_the_smallest_size_for_other_seeds(tmp_path: Path, seed: int) -> None:
+    """40 tickets hold every defect kind at its minimum count, with exact counts."""
+    manifest = sample.generate(tmp_path, tickets=sample.MIN_TICKETS, seed=seed, comment_chars=60)
+    ex = Exports(tmp_path)
+    found = {slot: len(keys) for slot, keys in recount(ex).items()}
+    assert found == {(d["table"], d["column"], d["kind"]): d["count"] for d in manifest["defects"]}
+    assert len({d["kind"] for d in manifest["defects"]}) == 15
 
 
 def test_day_first_columns_are_decidable(dirty: Exports) -> None:
@@ -463,7 +476,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
 
 
 def test_second_generation_comment_headers(tmp_path: Path) -> None:
-    manifest = sample.generate(tmp_path, tickets=30, comment_headers="TKTCT", comment_chars=100)
+    manifest = sample.generate(tmp_path, tickets=40, comment_headers="TKTCT", comment_chars=100)
     headers, _ = read_sheet(tmp_path / "comments.xlsx")
     assert headers[:10] == [
         "TKTCT-CommentID", "TKTCT-TicketID", "TKTCT-Comment", "TKTCT-UserID", "TKTCT-Username",
@@ -484,7 +497,7 @@ def test_comment_chars_sets_the_mean_length(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"tickets": 5}, "out of range"),
+        ({"tickets": 39}, "out of range"),
         ({"tickets": 10**6}, "out of range"),
         ({"tickets": 40, "comment_headers": "XX"}, "unknown comment header generation"),
         ({"tickets": 40, "comment_chars": 5}, "out of range"),
@@ -508,7 +521,7 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_small_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["sample", "--out", str(tmp_path / "s"), "--tickets", "25", "--seed", "1", "--comment-chars", "150", "--clean"])
+    code = main(["sample", "--out", str(tmp_path / "s"), "--tickets", "40", "--seed", "1", "--comment-chars", "150", "--clean"])
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["comments.xlsx", "manifest.json", "tickets.xlsx", "timesheets.xlsx"]
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
