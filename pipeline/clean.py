@@ -854,6 +854,25 @@ def _profile(path: Path, settings: Settings, today: date) -> Any:
         return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()))
 
 
+def _refuse_broken_source(profile: Any, settings: Settings) -> None:
+    """Stop before writing when Gate 1's circuit breaker trips on the source.
+
+    Cleaning a column that is mostly corrupt would quarantine most of its rows and hand
+    a thin but "valid" table to the next gate: the source (or the header mapping) is
+    what needs fixing.
+    """
+    from pipeline.quality import breaker_reasons
+
+    reasons = breaker_reasons(profile.tables, profile.findings, settings.profile)
+    if reasons:
+        raise GateFailed(
+            "Gate 2",
+            "the source trips the circuit breaker, cleaning would only hide it: " + "; ".join(reasons[:5]),
+            "fix the export or the header mapping (see `servicedesk-etl profile`), or raise "
+            "profile.max_corrupt_date_share / profile.max_mismatched_column_share if this is expected",
+        )
+
+
 def _score_json(profile: Any) -> dict[str, Any]:
     q = profile.quality
     return {"score": q.score, "grade": q.grade, "dimensions": dict(q.dimensions), "per_table": dict(q.per_table), "verdict": profile.verdict}
@@ -964,6 +983,7 @@ def run(config: CleanConfig) -> CleanResult:
             mark = time.monotonic()
             before = _profile(source_path, settings, today)
             phases["profile_source"] = time.monotonic() - mark
+            _refuse_broken_source(before, settings)
             mark = time.monotonic()
             with SQLiteSource(source_path) as source:
                 builder = _Builder(config, source, temp, run_id, today, before)

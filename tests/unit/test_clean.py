@@ -18,6 +18,8 @@ from pipeline.errors import ConfigError, FixYourData, GateFailed, InputFileError
 from pipeline.sources import quote_sqlite, sha256_file
 
 TODAY = date(2025, 10, 15)
+# A one-row column with one bad date is "100% corrupt": tiny tests relax the breaker.
+LENIENT = Settings().with_overrides(**{"profile.max_corrupt_date_share": 1.0})
 
 TICKET = {
     "TKT-Ticket ID": 1000001,
@@ -187,7 +189,7 @@ def test_ambiguous_column_follows_the_locale_policy_and_is_listed(tmp_db, tmp_pa
 
 def test_unparseable_dates_are_quarantined_never_guessed(tmp_db, tmp_path):
     src = tmp_db(tickets=[{"TKT-Ticket ID": 1}, {"TKT-Ticket ID": 2, "TKT-Closure Date": "last tuesday"}])
-    result = run_clean(src)
+    result = run_clean(src, settings=LENIENT)
     out = Path(result.out)
     assert rows(out, 'SELECT "TKT-Ticket ID" FROM tickets') == [(1,)]
     [q] = quarantine(out)
@@ -196,7 +198,7 @@ def test_unparseable_dates_are_quarantined_never_guessed(tmp_db, tmp_path):
     assert json.loads(q["original_row"])["TKT-Closure Date"] == "last tuesday"
     assert result.tables["tickets"].quarantined == 1
     # ... or NULL, when configured
-    nulled = run_clean(src, tmp_path / "nulled.db", Settings().with_overrides(**{"clean.null_unparseable_dates": True}))
+    nulled = run_clean(src, tmp_path / "nulled.db", LENIENT.with_overrides(**{"clean.null_unparseable_dates": True}))
     assert rows(Path(nulled.out), 'SELECT "TKT-Ticket ID", "TKT-Closure Date" FROM tickets') == [(1, None), (2, None)]
     assert [a["rule"] for a in audit(Path(nulled.out))] == ["unparseable_to_null"]
 
@@ -209,7 +211,7 @@ def test_a_column_proving_both_orders_has_its_slash_dates_quarantined(tmp_db):
             {"TKT-Ticket ID": 3, "TKT-Closure Date": "2025-05-20 10:00:00"},
         ]
     )
-    out = Path(run_clean(src).out)
+    out = Path(run_clean(src, settings=LENIENT).out)
     assert rows(out, 'SELECT "TKT-Ticket ID" FROM tickets') == [(3,)]
     assert {q["row_key"] for q in quarantine(out)} == {"1", "2"}
 
@@ -558,3 +560,14 @@ def test_cli_exit_codes(tmp_db, tmp_path, capsys):
     assert main(["clean", "--source", str(src), "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
     assert "integer_from_real" in capsys.readouterr().out
     assert json.loads((tmp_path / "r.json").read_text())["audit_rows"] == 1
+
+
+def test_a_source_that_trips_the_circuit_breaker_is_refused(tmp_db, tmp_path):
+    # Most created times are no date at all: cleaning would quarantine most tickets.
+    src = tmp_db(tickets=[{"TKT-Ticket ID": i, "TKT-Created Time": "garbage"} for i in range(1, 5)] + [{"TKT-Ticket ID": 9}])
+    with pytest.raises(GateFailed, match="circuit breaker.*TKT-Created Time"):
+        run_clean(src)
+    assert not (tmp_path / "clean.db").exists() and no_leftovers(tmp_path) == []
+    relaxed = Settings().with_overrides(**{"profile.max_corrupt_date_share": 1.0})
+    result = run_clean(src, settings=relaxed, quality_threshold=0)
+    assert result.tables["tickets"].quarantined == 4
