@@ -15,6 +15,20 @@ Safety: the output is built in a temporary file beside ``--out`` in one transact
 profiled and checked against the contracts, and renamed into place only when all of
 that succeeded. On any failure nothing is left at ``--out``; a temporary file left by
 a killed run is removed by the next run.
+
+The output holds the source's tables and columns (contract columns in contract order,
+no declared types, so each value keeps the storage class it is written with: INTEGER,
+REAL, ISO 8601 TEXT) and rows keep their source ``rowid``. Two more tables:
+
+- ``_audit(run_id, table_name, row_key, column_name, old_value, new_value, rule,
+  changed_at, source_rowid)``: one row per changed cell of a row in the output;
+- ``_quarantine(run_id, table_name, row_key, reason, rule, original_row,
+  source_rowid, quarantined_at)``: rows kept out of the main tables, with the source
+  row as JSON. Rules: ``unparseable_date``, ``not_an_integer``, ``not_a_number``,
+  ``out_of_range``, ``future_date``, ``null_key`` (a key column empty after
+  cleaning), ``required_missing`` (another required column empty), ``duplicate_dropped``.
+
+Both keep the history of earlier runs when a cleaned file is cleaned again.
 """
 
 from __future__ import annotations
@@ -45,7 +59,7 @@ from contracts.schemas import REGISTRY
 from pipeline import transforms as tf
 from pipeline.config import CleanSettings, Settings
 from pipeline.dates import Order
-from pipeline.errors import ConfigError, FixYourData, GateFailed, InputFileError, ResourceExhausted
+from pipeline.errors import ConfigError, FixYourData, GateFailed, InputFileError, ResourceExhausted, TryAgain
 from pipeline.observe import Progress, current_rss_mb, peak_rss_mb, stage_trace
 from pipeline.sources import SQLiteSource, check_sqlite_file, quote_sqlite, sha256_file
 from pipeline.values import BIGINT_MAX, BIGINT_MIN, placeholder_set
@@ -842,7 +856,7 @@ class _NullStream:
 # --- profiling and the gate -----------------------------------------------------------------
 
 
-def _profile(path: Path, settings: Settings, today: date) -> Any:
+def _profile(path: Path, settings: Settings, today: date, progress: bool = False) -> Any:
     """Gate 1's profile of a database: the same scorer before and after cleaning.
 
     The profiler counts date evidence over every value of a column (types alone are
@@ -851,7 +865,7 @@ def _profile(path: Path, settings: Settings, today: date) -> Any:
     from pipeline.profile import profile_source
 
     with SQLiteSource(path) as source:
-        return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()))
+        return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()), progress=progress)
 
 
 def _refuse_broken_source(profile: Any, settings: Settings) -> None:
@@ -981,7 +995,7 @@ def run(config: CleanConfig) -> CleanResult:
         try:
             log.info("profiling %s (run %s)", source_path, run_id)
             mark = time.monotonic()
-            before = _profile(source_path, settings, today)
+            before = _profile(source_path, settings, today, config.progress)
             phases["profile_source"] = time.monotonic() - mark
             _refuse_broken_source(before, settings)
             mark = time.monotonic()
@@ -995,7 +1009,7 @@ def run(config: CleanConfig) -> CleanResult:
             phases["build"] = time.monotonic() - mark
             log.info("profiling the cleaned copy")
             mark = time.monotonic()
-            after = _profile(temp, settings, today)
+            after = _profile(temp, settings, today, config.progress)
             phases["profile_output"] = time.monotonic() - mark
             mark = time.monotonic()
             contract = _contract_run(temp, settings, today)
@@ -1037,6 +1051,11 @@ def run(config: CleanConfig) -> CleanResult:
                     f"disk: the disk holding {out.parent} is full ({exc})",
                     "free space there or write --out to a larger disk, then run again",
                 ) from None
+            text = str(exc).lower()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+                raise TryAgain(f"a database is locked by another program ({exc})", "close the program holding it, then run again") from None
+            if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text):
+                raise InputFileError(f"--source {source_path} is damaged: {exc}", "ingest the workbooks again to rebuild it") from None
             raise
         except BaseException:
             _unlink_family(temp)

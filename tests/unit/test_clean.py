@@ -571,3 +571,12 @@ def test_a_source_that_trips_the_circuit_breaker_is_refused(tmp_db, tmp_path):
     relaxed = Settings().with_overrides(**{"profile.max_corrupt_date_share": 1.0})
     result = run_clean(src, settings=relaxed, quality_threshold=0)
     assert result.tables["tickets"].quarantined == 4
+
+
+def test_a_damaged_source_is_a_clear_input_error(tmp_path):
+    src = make_db(tmp_path / "raw.db", comments=[{"comment_id": i, "comment_text": "x" * 500} for i in range(1, 400)])
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])  # cut mid-file, as a copy interrupted halfway
+    with pytest.raises(InputFileError, match="damaged|cannot be opened"):
+        run_clean(src, tmp_path / "clean.db")
+    assert not (tmp_path / "clean.db").exists() and no_leftovers(tmp_path) == []
