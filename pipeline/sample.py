@@ -53,6 +53,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import re
@@ -70,6 +71,7 @@ from contracts.headers import default_mappings
 from contracts.schemas import comments as comments_contract
 from contracts.schemas import tickets as tickets_contract
 from contracts.schemas import timesheets as timesheets_contract
+from pipeline import errors
 from pipeline.errors import ConfigError
 from pipeline.observe import Progress, peak_rss_mb, stage_trace
 
@@ -1306,6 +1308,8 @@ class SampleConfig:
     clean: bool = False
     comment_headers: str = "CT"
     comment_chars: int = 2100
+    # Processes: 2 writes comments and timesheets at the same time (same bytes as 1).
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -1328,6 +1332,8 @@ def _validate(config: SampleConfig) -> None:
     if not 20 <= config.comment_chars <= 20_000:
         raise ConfigError(f"--comment-chars {config.comment_chars} is out of range", "use 20 to 20000 (the reference mean is 2100)")
     comment_headers(config.comment_headers)
+    if config.workers < 1:
+        raise ConfigError(f"--workers {config.workers} must be at least 1", "use 1 (one process) or 2")
     if config.out.exists() and not config.out.is_dir():
         raise ConfigError(f"--out {config.out} exists and is not a directory", "name a directory (it is created if missing)")
 
@@ -1339,10 +1345,12 @@ def generate(
     clean: bool = False,
     comment_chars: int = 2100,
     comment_headers: str = "CT",
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Write the three workbooks and ``manifest.json`` into ``out_dir``; return the manifest."""
+    extra = {} if workers is None else {"workers": workers}
     return run(
-        SampleConfig(Path(out_dir), tickets, seed=seed, clean=clean, comment_headers=comment_headers, comment_chars=comment_chars)
+        SampleConfig(Path(out_dir), tickets, seed=seed, clean=clean, comment_headers=comment_headers, comment_chars=comment_chars, **extra)
     ).manifest
 
 
@@ -1354,56 +1362,145 @@ def run(config: SampleConfig) -> SampleResult:
     started = time.perf_counter()
     gen = _Generator(config.tickets, config.seed, config.clean, config.comment_chars)
     plan_rng = random.Random(f"{config.seed}:plan")
+    try:
+        with stage_trace("sample") as trace:
+            manifest, total = _generate(config, gen, plan_rng)
+            trace.rows = total
+    except BaseException:
+        # Nothing half-written is left: the files of a previous run stay as they were.
+        for name in [*FILES.values(), "manifest.json"]:
+            _temp(out / name).unlink(missing_ok=True)
+        raise
+    for name in [*FILES.values(), "manifest.json"]:  # the manifest last
+        os.replace(_temp(out / name), out / name)
+    seconds = time.perf_counter() - started
+    peak = max(peak_rss_mb(), _children_peak_rss_mb())
+    return SampleResult(out, manifest, total, seconds, total / seconds if seconds else 0.0, peak)
+
+
+def _generate(config: SampleConfig, gen: _Generator, plan_rng: random.Random) -> tuple[dict[str, Any], int]:
+    out = config.out
     columns_order = {"tickets": TICKET_COLUMNS, "comments": COMMENT_COLUMNS, "timesheets": TIMESHEET_COLUMNS}
     rows_written: dict[str, int] = {}
-    with stage_trace("sample") as trace:
-        ticket_plan = None if config.clean else _Plan("tickets", config.tickets, plan_rng)
-        extra = 0 if ticket_plan is None else ticket_plan.duplicates
-        rows_written["tickets"] = _write_table(
-            out / FILES["tickets"], "tickets", TICKET_COLUMNS, config.tickets + extra,
-            gen.ticket_rows(ticket_plan), gen.ledger, TICKET_COLUMNS, gen.excel_date_cells["tickets"],
-        )
-        n_comments = gen.comment_count()
-        comment_plan = None if config.clean else _Plan("comments", n_comments, plan_rng)
-        extra = 0 if comment_plan is None else comment_plan.duplicates
-        trailing = 0 if config.clean else 40
-        rows_written["comments"] = _write_table(
-            out / FILES["comments"], "comments", comment_headers(config.comment_headers), n_comments + extra,
-            gen.comment_rows(comment_plan), gen.ledger, COMMENT_COLUMNS, gen.excel_date_cells["comments"],
-            empty_trailing=trailing, large=(n_comments + extra) * (config.comment_chars + 400) > 1_500_000_000,
-        )
-        n_timesheets = gen.timesheet_total()
-        ts_plan = None if config.clean else _Plan("timesheets", n_timesheets, plan_rng)
-        extra = 0 if ts_plan is None else ts_plan.duplicates
-        rows_written["timesheets"] = _write_table(
+    ticket_plan = None if config.clean else _Plan("tickets", config.tickets, plan_rng)
+    extra = 0 if ticket_plan is None else ticket_plan.duplicates
+    rows_written["tickets"] = _write_table(
+        out / FILES["tickets"], "tickets", TICKET_COLUMNS, config.tickets + extra,
+        gen.ticket_rows(ticket_plan), gen.ledger, TICKET_COLUMNS, gen.excel_date_cells["tickets"],
+    )
+    n_comments = gen.comment_count()
+    comment_plan = None if config.clean else _Plan("comments", n_comments, plan_rng)
+    extra_comments = 0 if comment_plan is None else comment_plan.duplicates
+    trailing = 0 if config.clean else 40
+    n_timesheets = gen.timesheet_total()
+    ts_plan = None if config.clean else _Plan("timesheets", n_timesheets, plan_rng)
+    extra = 0 if ts_plan is None else ts_plan.duplicates
+
+    def write_timesheets(show_progress: bool = True) -> int:
+        return _write_table(
             out / FILES["timesheets"], "timesheets", TIMESHEET_COLUMNS, n_timesheets + extra,
             gen.timesheet_rows(ts_plan), gen.ledger, TIMESHEET_COLUMNS, gen.excel_date_cells["timesheets"],
+            show_progress=show_progress,
         )
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "seed": config.seed,
-            "tickets": config.tickets,
-            "clean": config.clean,
-            "comment_headers": config.comment_headers,
-            "comment_chars": config.comment_chars,
-            "files": dict(FILES),
-            "rows": rows_written,
-            "defects": gen.ledger.entries(columns_order),
-            "facts": {
-                "incident_resolved": gen.incident_resolved,
-                "excel_date_cells": gen.excel_date_cells,
-                "timesheet_admin_rows": gen.admin_rows,
-                "timesheet_orphans": gen.orphan_rows,
-                "empty_trailing_columns": trailing,
-            },
-        }
-        tmp = out / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, out / "manifest.json")
-        total = sum(rows_written.values())
-        trace.rows = total
-    seconds = time.perf_counter() - started
-    return SampleResult(out, manifest, total, seconds, total / seconds if seconds else 0.0, peak_rss_mb())
+
+    def write_comments() -> int:
+        return _write_table(
+            out / FILES["comments"], "comments", comment_headers(config.comment_headers), n_comments + extra_comments,
+            gen.comment_rows(comment_plan), gen.ledger, COMMENT_COLUMNS, gen.excel_date_cells["comments"],
+            empty_trailing=trailing, large=(n_comments + extra_comments) * (config.comment_chars + 400) > 1_500_000_000,
+        )
+
+    # Comments and timesheets depend only on the tickets: with two workers the
+    # timesheets are written by a forked child while this process writes comments.
+    # Each table draws from its own random streams, so the bytes do not depend on it.
+    if config.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        rows_written["comments"], rows_written["timesheets"] = _in_parallel(gen, write_comments, write_timesheets, out)
+    else:
+        rows_written["comments"] = write_comments()
+        rows_written["timesheets"] = write_timesheets()
+    rows_written = {t: rows_written[t] for t in FILES}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "seed": config.seed,
+        "tickets": config.tickets,
+        "clean": config.clean,
+        "comment_headers": config.comment_headers,
+        "comment_chars": config.comment_chars,
+        "files": dict(FILES),
+        "rows": rows_written,
+        "defects": gen.ledger.entries(columns_order),
+        "facts": {
+            "incident_resolved": gen.incident_resolved,
+            "excel_date_cells": gen.excel_date_cells,
+            "timesheet_admin_rows": gen.admin_rows,
+            "timesheet_orphans": gen.orphan_rows,
+            "empty_trailing_columns": trailing,
+        },
+    }
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    _temp(out / "manifest.json").write_text(text, encoding="utf-8")
+    return manifest, sum(rows_written.values())
+
+
+def _temp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _children_peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _in_parallel(gen: _Generator, write_comments: Callable[[], int], write_timesheets: Callable[..., int], out: Path) -> tuple[int, int]:
+    """Write timesheets in a forked child and comments here; merge the child's tallies."""
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            rows = write_timesheets(show_progress=False)  # one bar on the terminal: the parent's
+            ledger = gen.ledger
+            slots = [slot for slot in ledger.counts if slot[0] == "timesheets"]
+            sender.send((
+                "ok",
+                rows,
+                [(slot, ledger.counts[slot], ledger.examples[slot]) for slot in slots],
+                gen.excel_date_cells["timesheets"],
+                gen.admin_rows,
+                gen.orphan_rows,
+            ))
+        except BaseException as exc:  # reported to the parent, which raises it
+            sender.send(("error", type(exc).__name__, getattr(exc, "message", str(exc)), getattr(exc, "remedy", "")))
+            os._exit(1)
+
+    worker = ctx.Process(target=child, name="sample-timesheets", daemon=True)
+    worker.start()
+    sender.close()
+    try:
+        comments = write_comments()
+        message = receiver.recv()
+    except BaseException:
+        worker.terminate()
+        worker.join()
+        _temp(out / FILES["timesheets"]).unlink(missing_ok=True)
+        raise
+    finally:
+        receiver.close()
+    worker.join()
+    if message[0] != "ok":
+        _, name, text, remedy = message
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, errors.EtlError) and cls is not errors.GateFailed:
+            raise cls(text, remedy)
+        raise RuntimeError(f"writing timesheets failed: {name}: {text}")
+    _, rows, slots, native, admin, orphans = message
+    for slot, count, examples in slots:
+        gen.ledger.counts[slot] = count
+        gen.ledger.examples[slot] = examples
+    gen.excel_date_cells["timesheets"] = native
+    gen.admin_rows, gen.orphan_rows = admin, orphans
+    return comments, rows
 
 
 def _write_table(
@@ -1418,12 +1515,15 @@ def _write_table(
     *,
     empty_trailing: int = 0,
     large: bool = False,
+    show_progress: bool = True,
 ) -> int:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _temp(path)  # renamed into place by run() once every file is written
     date_indices = [i for i, c in enumerate(columns) if c in native]
     writer = SheetWriter(tmp, headers, rows, sheet_name=f"{table.title()} Export", empty_trailing=empty_trailing, large=large)
     try:
         with Progress(table, rows) as progress:
+            progress.enabled = progress.enabled and show_progress
+            n = 0
             for n, (values, key, defects) in enumerate(source, 1):
                 writer.write(values)
                 for column, kind in defects:
@@ -1438,8 +1538,7 @@ def _write_table(
     except BaseException:
         writer.abort()
         raise
-    os.replace(tmp, path)
-    log.info("wrote %s: %d rows", path.name, writer.written)
+    log.info("wrote %s: %d rows", tmp.name, writer.written)
     return writer.written
 
 
@@ -1453,6 +1552,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean", action="store_true", help="write the same kind of data with no defects at all")
     parser.add_argument("--comment-headers", choices=tuple(COMMENT_HEADER_GENERATIONS), default="CT", help="comment header generation: CT-* (first, default) or TKTCT-*")
     parser.add_argument("--comment-chars", type=int, default=2100, metavar="N", help="mean length of comment text (default 2100, as in the reference)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N", help="processes: 2 writes comments and timesheets at once (default: 2 on a multi-core machine; output identical)")
 
 
 def command(args: argparse.Namespace, settings: Any) -> int:
@@ -1464,6 +1564,7 @@ def command(args: argparse.Namespace, settings: Any) -> int:
             clean=args.clean,
             comment_headers=args.comment_headers,
             comment_chars=args.comment_chars,
+            **({"workers": args.workers} if args.workers is not None else {}),
         )
     )
     m = result.manifest

@@ -475,6 +475,31 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
     assert _digest(tmp_path / "c")["tickets.xlsx"] != _digest(tmp_path / "a")["tickets.xlsx"]
 
 
+def test_two_workers_write_the_same_bytes_as_one(tmp_path: Path) -> None:
+    one = sample.generate(tmp_path / "one", tickets=60, seed=5, comment_chars=150, workers=1)
+    two = sample.generate(tmp_path / "two", tickets=60, seed=5, comment_chars=150, workers=2)
+    assert one == two
+    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failure_leaves_the_output_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    from pipeline.errors import ConfigError
+
+    sample.generate(tmp_path, tickets=40, seed=1, comment_chars=60, workers=1)
+    before = _digest(tmp_path)
+
+    def broken(self, plan):
+        yield from ()
+        raise ConfigError("timesheets broke", "nothing to fix: a test")
+
+    # Forked workers inherit the patched class, so the failure happens in the child.
+    monkeypatch.setattr(sample._Generator, "timesheet_rows", broken)
+    with pytest.raises(ConfigError, match="timesheets broke"):
+        sample.generate(tmp_path, tickets=40, seed=2, comment_chars=60, workers=workers)
+    assert _digest(tmp_path) == before  # no temp file left, nothing replaced
+
+
 def test_second_generation_comment_headers(tmp_path: Path) -> None:
     manifest = sample.generate(tmp_path, tickets=40, comment_headers="TKTCT", comment_chars=100)
     headers, _ = read_sheet(tmp_path / "comments.xlsx")
@@ -501,6 +526,7 @@ def test_comment_chars_sets_the_mean_length(tmp_path: Path) -> None:
         ({"tickets": 10**6}, "out of range"),
         ({"tickets": 40, "comment_headers": "XX"}, "unknown comment header generation"),
         ({"tickets": 40, "comment_chars": 5}, "out of range"),
+        ({"tickets": 40, "workers": 0}, "at least 1"),
     ],
 )
 def test_bad_options_are_config_errors(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
@@ -516,7 +542,7 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["sample", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--out", "--tickets", "--seed", "--clean", "--comment-headers", "--comment-chars"):
+    for flag in ("--out", "--tickets", "--seed", "--clean", "--comment-headers", "--comment-chars", "--workers"):
         assert flag in out
 
 
