@@ -286,7 +286,30 @@ class _Spec:
         # More than max_blank_lines blank lines in a row; a literal "\n" first lets the
         # regex engine skip ahead fast on 2,000-character comments.
         self.blank_run = re.compile(r"\n(?:[ \t\r]*\n){%d}" % (settings.clean.max_blank_lines + 1))
+        self.run_newlines = settings.clean.max_blank_lines + 2
         self.orphan_values: frozenset = frozenset()
+
+    @property
+    def plain_text(self) -> bool:
+        """A contract text column with no rule on its values: clean text needs no judging."""
+        return self.kind in ("text", "flag", "month") and self.allowed is None and self.pattern is None and not self.long_text
+
+    @property
+    def plain_integer(self) -> bool:
+        return self.kind == "integer" and not self.orphan_values
+
+    @property
+    def plain_long_text(self) -> bool:
+        return self.kind == "text" and self.long_text and self.allowed is None and self.pattern is None
+
+    def integer_bounds(self) -> tuple[float, float]:
+        """The contract range as inclusive bounds on integers (infinite when open)."""
+        if self.range is None:
+            return -math.inf, math.inf
+        lo, hi, inc_lo, inc_hi = self.range
+        lo_i = -math.inf if lo == -math.inf else (math.ceil(lo) if inc_lo else math.floor(lo) + 1)
+        hi_i = math.inf if hi == math.inf else (math.floor(hi) if inc_hi else math.ceil(hi) - 1)
+        return lo_i, hi_i
 
 
 class _Info:
@@ -309,9 +332,12 @@ def _hash64(value: Any) -> int:
     Counter computed it), numbers are scrambled (``hash(5) == 5`` would skew HyperLogLog).
     String hashes are salted per process, so estimates above ``DISTINCT_EXACT`` may
     differ by about 1% between runs (``PYTHONHASHSEED`` fixes them)."""
-    x = hash(value) & _M64
-    if type(value) is str:
-        return x
+    return hash(value)
+
+
+def _mix64(h: int) -> int:
+    """Scramble a hash (``hash(5) == 5``) so that its bits suit HyperLogLog."""
+    x = h & _M64
     x ^= x >> 33
     x = (x * 0xFF51AFD7ED558CCD) & _M64
     x ^= x >> 33
@@ -338,12 +364,36 @@ class _Distinct:
             self._hll(h)
 
     def _hll(self, h: int) -> None:
+        h = _mix64(h)
         width = 64 - HLL_P
         idx = h >> width
         rank = width - (h & ((1 << width) - 1)).bit_length() + 1
         regs = self.registers
         if rank > regs[idx]:  # type: ignore[index]
             regs[idx] = rank  # type: ignore[index]
+
+    def add_many(self, hashes: list[int]) -> None:
+        """Add a batch of hashes; in HyperLogLog mode vectorised with numpy."""
+        if self.exact is not None or len(hashes) < 64:
+            for h in hashes:
+                self.add(h)
+            return
+        import numpy as np
+
+        x = np.array([h & _M64 for h in hashes], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            x ^= x >> np.uint64(33)
+            x *= np.uint64(0xFF51AFD7ED558CCD)
+            x ^= x >> np.uint64(33)
+            x *= np.uint64(0xC4CEB9FE1A85EC53)
+            x ^= x >> np.uint64(33)
+        width = 64 - HLL_P
+        idx = (x >> np.uint64(width)).astype(np.int64)
+        rest = (x & np.uint64((1 << width) - 1)).astype(np.float64)  # < 2**50: exact
+        _, exponent = np.frexp(rest)  # bit length of rest (0 for 0)
+        rank = (width - exponent + 1).astype(np.uint8)
+        regs = np.frombuffer(self.registers, dtype=np.uint8)  # type: ignore[arg-type]
+        np.maximum.at(regs, idx, rank)
 
     @property
     def estimated(self) -> bool:
@@ -507,8 +557,38 @@ class _ColumnScan:
         texts: list = []
         dts: list = []
         kinds = self.kinds
+        # Fast paths for the bulk of unique values: clean text in a text column without
+        # rules, integers in an integer column without a range; everything else is judged.
+        spec_ = self.spec
+        plain_text = spec_.plain_text and not full_detect
+        plain_long = spec_.plain_long_text and not full_detect
+        plain_integer = spec_.plain_integer and not full_detect
+        lo_i, hi_i = spec_.integer_bounds()
+        tokens = spec_.tokens
+        blank_run = spec_.blank_run
+        run_newlines = spec_.run_newlines
         for (t, value), n in items:
             if value is None:
+                continue
+            if t is str:
+                if plain_text and value and value.strip() is value and value not in tokens and "\x00" not in value:
+                    hashes.append(hash(value))
+                    texts.append(value)
+                    continue
+                if (
+                    plain_long
+                    and value
+                    and "\x00" not in value
+                    and "\r" not in value
+                    and value.strip() is value
+                    and value not in tokens
+                    and (value.count("\n") < run_newlines or blank_run.search(value) is None)
+                ):
+                    hashes.append(hash(value))
+                    continue
+            elif t is int and plain_integer and lo_i <= value <= hi_i:
+                hashes.append(hash(value))
+                nums.append(value)
                 continue
             cache = caches.get(t)
             if cache is None:
@@ -552,8 +632,7 @@ class _ColumnScan:
             if len(exact) > DISTINCT_EXACT:
                 self.distinct.add(next(iter(exact)))  # switches to HyperLogLog
         else:
-            for h in hashes:
-                self.distinct.add(h)
+            self.distinct.add_many(hashes)
         if nums:
             lo, hi = min(nums), max(nums)
             if self.num_min is None or lo < self.num_min:
