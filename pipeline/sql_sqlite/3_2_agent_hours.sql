@@ -2,9 +2,9 @@
 -- Crm ID 0, is not a ticket) and hours per ticket (ticket hours / tickets).
 SELECT "TS-User Username" AS username,
        ROUND(sum("TS-Hours"), 1) AS hours,
-       count(DISTINCT "TS-Crm ID") FILTER (WHERE "TS-Crm ID" <> 0) AS tickets,
-       ROUND((sum("TS-Hours") FILTER (WHERE "TS-Crm ID" <> 0)
-              / NULLIF(count(DISTINCT "TS-Crm ID") FILTER (WHERE "TS-Crm ID" <> 0), 0)), 1) AS hours_per_ticket
+       count(DISTINCT CASE WHEN "TS-Crm ID" <> 0 THEN "TS-Crm ID" END) AS tickets,
+       ROUND(sum(CASE WHEN "TS-Crm ID" <> 0 THEN "TS-Hours" END)
+             / NULLIF(count(DISTINCT CASE WHEN "TS-Crm ID" <> 0 THEN "TS-Crm ID" END), 0), 1) AS hours_per_ticket
 FROM timesheets
 GROUP BY "TS-User Username"
 ORDER BY sum("TS-Hours") DESC, "TS-User Username"
