@@ -12,8 +12,10 @@ One run, in order (each step recorded in the ledger ``<schema>_meta.migrations``
    and checked by the contracts, then dropped; a failing canary stops the run here;
 4. the full load into ``<schema>_v<UTC timestamp>``: tables from the contracts
    (``pipeline.pgschema``), rows streamed from SQLite into ``COPY ... FROM STDIN`` in
-   batches. SQLite itself formats each row as a COPY text line (C speed, no per-value
-   Python work); a batch PostgreSQL refuses is bisected down to the refused rows, which
+   batches. SQLite normalises the values in its SELECT (an id stored as ``3652948.0``
+   becomes the integer; a REAL number is written with 15 significant digits) and
+   psycopg's C ``write_row`` formats them; a batch the server refuses is bisected down
+   to the refused rows, which
    go to ``<schema>_meta.rejects`` with the server's message. Date text that is not ISO
    8601 never reaches the server (its ``DateStyle`` would guess ``05/07/2025``);
 5. validation before cut-over: per-table row counts and content checksums equal on
@@ -52,6 +54,7 @@ import socket
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,6 +110,7 @@ class MigrateConfig:
     backup: bool = True  # pg_dump of the live schema before cut-over
     backups_dir: Path | None = None  # default: pipeline.backup's (.servicedesk/backups)
     data_dir: Path | None = None  # the embedded server's data folder
+    parallel: int = 3  # tables loaded at once, each on its own connection
 
 
 @dataclass(frozen=True)
@@ -185,13 +189,6 @@ def _q(name: str) -> str:
     return quote_sqlite(name)
 
 
-def _sqlite_escape(expr: str) -> str:
-    """COPY text format: backslash, tab, newline and carriage return escaped."""
-    return (
-        f"replace(replace(replace(replace({expr}, '\\', '\\\\'), char(9), '\\t'), char(10), '\\n'), char(13), '\\r')"
-    )
-
-
 _DIGIT = "[0-9]"
 _DATE_GLOB = f"{_DIGIT * 4}-{_DIGIT * 2}-{_DIGIT * 2}"
 _MINUTE_GLOB = f"{_DATE_GLOB}[ T]{_DIGIT * 2}:{_DIGIT * 2}"
@@ -222,22 +219,21 @@ def bad_date_condition(plan: TablePlan) -> str | None:
     return " OR ".join(parts) if parts else None
 
 
-def copy_line_sql(plan: TablePlan) -> str:
-    """SQLite expression: one row as a line of PostgreSQL's COPY text format."""
+def copy_values_sql(plan: TablePlan) -> str:
+    """SQLite select list: each value in the form its PostgreSQL column takes without guessing."""
     parts = []
     for name, pgtype, _ in plan.columns:
         c = _q(name)
         if pgtype == "bigint":
             # 3652948.0 (an id stored as REAL) is the integer it stands for; 3.5 is sent
             # as it is and refused by the server.
-            value = f"CASE WHEN typeof({c}) = 'real' AND {c} = CAST({c} AS INTEGER) THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE {_sqlite_escape(c)} END"
+            parts.append(f"CASE WHEN typeof({c}) = 'real' AND {c} = CAST({c} AS INTEGER) THEN CAST({c} AS INTEGER) ELSE {c} END")
         elif pgtype == "numeric":
             # 15 significant digits: what PostgreSQL's own float8 -> numeric cast keeps.
-            value = f"CASE WHEN typeof({c}) = 'real' THEN printf('%!.15g', {c}) ELSE {_sqlite_escape(c)} END"
+            parts.append(f"CASE WHEN typeof({c}) = 'real' THEN printf('%!.15g', {c}) ELSE {c} END")
         else:
-            value = _sqlite_escape(c)
-        parts.append(f"coalesce({value}, '\\N')")
-    return " || char(9) || ".join(parts)
+            parts.append(c)
+    return ", ".join(parts)
 
 
 def canonical_sqlite_sql(plan: TablePlan) -> str:
@@ -337,15 +333,19 @@ def data_ticket_key() -> str:
 # --- the source --------------------------------------------------------------------------
 
 
-def _open_sqlite(path: Path) -> sqlite3.Connection:
+def _open_sqlite(path: Path, *, text_as_bytes: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path.resolve().as_posix()}?mode=ro", uri=True, check_same_thread=False)
-    conn.text_factory = bytes  # COPY lines go to the server as the bytes SQLite holds
+    # Checksums hash the bytes SQLite holds; the loader hands str to psycopg (C fast path).
+    conn.text_factory = bytes if text_as_bytes else str
     return conn
+
+
+def _decode_leniently(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
 
 
 def check_source_tables(conn: sqlite3.Connection, plans: list[TablePlan], source: Path) -> None:
     """Every data table with every contract column, or a FixYourData error naming them."""
-    conn.text_factory = str
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         problems = []
@@ -360,8 +360,8 @@ def check_source_tables(conn: sqlite3.Connection, plans: list[TablePlan], source
             extra = sorted(have - set(plan.column_names))
             if extra:
                 log.warning("columns without a contract are not migrated", extra={"table": plan.name, "columns": extra[:20]})
-    finally:
-        conn.text_factory = bytes
+    except sqlite3.DatabaseError as exc:
+        raise InputFileError(f"--source {source} cannot be read: {exc}", "check that the file is a complete SQLite database") from None
     if problems:
         raise InputFileError(
             f"--source {source} does not match the contracts: {'; '.join(problems)}",
@@ -418,6 +418,7 @@ class LoadOutcome:
     loaded_rows: int = 0
     rejected_rowids: set[int] = field(default_factory=set)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # copy, key, indexes, analyze
 
 
 class Rejects:
@@ -430,13 +431,16 @@ class Rejects:
         self.on_error = on_error
         self.count = 0
         self.first_message: str | None = None
+        self._lock = threading.Lock()
 
-    def record(self, schema: str, table: str, rows: list[tuple[int, bytes]], sqlstate: str, message: str) -> None:
+    def record(self, schema: str, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], sqlstate: str, message: str) -> None:
+        """``rows`` are (source rowid, *values); each goes in with the server's message."""
         from psycopg import sql
 
-        self.count += len(rows)
-        if self.first_message is None:
-            self.first_message = f"{table}: {message}"
+        with self._lock:
+            self.count += len(rows)
+            if self.first_message is None:
+                self.first_message = f"{table}: {message}"
         if self.on_error == "stop":
             raise GateFailed(
                 GATE,
@@ -451,11 +455,17 @@ class Rejects:
                         "VALUES (%s, %s, %s, %s, %s, %s, %s)"
                     ).format(qualified(self.meta, "rejects")),
                     [
-                        (self.run_id, schema, table, rowid, sqlstate, message, line.decode("utf-8", "replace").replace("\x00", "\\0")[:REJECT_TEXT_CHARS])
-                        for rowid, line in rows
+                        (self.run_id, schema, table, row[0], sqlstate, message, _row_text(columns, row[1:]))
+                        for row in rows
                     ],
                 )
         log.warning("rows rejected", extra={"table": table, "rows": len(rows), "sqlstate": sqlstate, "reason": message[:200]})
+
+
+def _row_text(columns: Sequence[str], values: Sequence[Any]) -> str:
+    """The refused row as JSON (column -> value), NUL shown as \\u0000, capped."""
+    text = json.dumps(dict(zip(columns, values)), default=str, ensure_ascii=False)
+    return text[:REJECT_TEXT_CHARS]
 
 
 def _server_message(exc: Exception) -> tuple[str, str]:
@@ -472,14 +482,15 @@ def _server_message(exc: Exception) -> tuple[str, str]:
     return sqlstate, text
 
 
-def _copy_batch(conn: "psycopg.Connection", copy_sql: Any, rows: list[tuple[int, bytes]], refused: Callable[[list[tuple[int, bytes]], str, str], None]) -> int:
+def _copy_batch(conn: "psycopg.Connection", copy_sql: Any, rows: list[tuple[Any, ...]], refused: Callable[[list[tuple[Any, ...]], str, str], None]) -> int:
     """COPY ``rows`` in a savepoint; bisect a refused batch down to the refused rows."""
     import psycopg
 
     try:
         with conn.transaction():
             with conn.cursor().copy(copy_sql) as copy:
-                copy.write(b"\n".join(line for _, line in rows) + b"\n")
+                for row in rows:
+                    copy.write_row(row[1:])  # row[0] is the SQLite rowid
         return len(rows)
     except (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded) as exc:
         if len(rows) == 1:
@@ -488,6 +499,31 @@ def _copy_batch(conn: "psycopg.Connection", copy_sql: Any, rows: list[tuple[int,
             return 0
     middle = len(rows) // 2
     return _copy_batch(conn, copy_sql, rows[:middle], refused) + _copy_batch(conn, copy_sql, rows[middle:], refused)
+
+
+def _rows_by_rowid(lite: sqlite3.Connection, select: str, batch_rows: int, after: int | None = None) -> Any:
+    """Batches of ``select`` (which starts with rowid and ends ``ORDER BY rowid``), resumable.
+
+    Text that is not valid UTF-8 stops SQLite's fast decoding ("Could not decode to
+    UTF-8"); the rest of the table is then read with U+FFFD replacements, and the
+    checksums (over the bytes SQLite holds) report those rows as changed.
+    """
+    head, order = select.rsplit(" ORDER BY rowid", 1)
+    joiner = " AND " if " WHERE " in head else " WHERE "
+    last = after
+    while True:
+        query = head + (f"{joiner}rowid > {int(last)}" if last is not None else "") + " ORDER BY rowid" + order
+        try:
+            cursor = lite.execute(query)
+            while batch := cursor.fetchmany(batch_rows):
+                last = batch[-1][0]
+                yield batch
+            return
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc) or lite.text_factory is not str:
+                raise
+            log.warning("text that is not UTF-8 in the source: read with replacement characters", extra={"after_rowid": last})
+            lite.text_factory = _decode_leniently
 
 
 def load_table(
@@ -509,6 +545,7 @@ def load_table(
     outcome = LoadOutcome()
     lite = _open_sqlite(source)
     conn = connect(conninfo, application_name="servicedesk-etl load")
+    columns = plan.column_names
     try:
         conn.execute("SET client_encoding = 'UTF8'")
         conn.execute(create_table(schema, plan))
@@ -519,48 +556,54 @@ def load_table(
 
         # Rows whose dates are not ISO text: refused here, never guessed by DateStyle.
         if bad:
-            bad_sql = f"SELECT rowid, {copy_line_sql(plan)} FROM {table} WHERE {' AND '.join([*filters, f'({bad})'])} ORDER BY rowid"
-            flagged_cursor = lite.execute(bad_sql)
-            while flagged := flagged_cursor.fetchmany(batch_rows):
+            bad_sql = f"SELECT rowid, {copy_values_sql(plan)} FROM {table} WHERE {' AND '.join([*filters, f'({bad})'])} ORDER BY rowid"
+            date_columns = ", ".join(n for n, _ in _date_columns(plan))
+            for flagged in _rows_by_rowid(lite, bad_sql, batch_rows):
                 outcome.source_rows += len(flagged)
                 outcome.rejected_rowids.update(r[0] for r in flagged)
-                columns = ", ".join(n for n, _ in _date_columns(plan))
                 rejects.record(
                     schema,
                     plan.name,
+                    columns,
                     flagged,
                     "22007",
-                    f"a date value is not ISO 8601 text (YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]) in one of {columns}; "
+                    f"a date value is not ISO 8601 text (YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]) in one of {date_columns}; "
                     "refused rather than read by the server's DateStyle",
                 )
         keep = [*filters, f"NOT ({bad})"] if bad else filters
-        select = f"SELECT rowid, {copy_line_sql(plan)} FROM {table}"
+        select = f"SELECT rowid, {copy_values_sql(plan)} FROM {table}"
         if keep:
             select += " WHERE " + " AND ".join(keep)
         select += " ORDER BY rowid"
 
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c) for c in plan.column_names)
+            qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         )
 
-        def refused(rows: list[tuple[int, bytes]], sqlstate: str, message: str) -> None:
+        def refused(rows: list[tuple[Any, ...]], sqlstate: str, message: str) -> None:
             outcome.rejected_rowids.update(r[0] for r in rows)
-            rejects.record(schema, plan.name, rows, sqlstate, message)
+            rejects.record(schema, plan.name, columns, rows, sqlstate, message)
 
-        cursor = lite.execute(select)
-        while batch := cursor.fetchmany(batch_rows):
+        for batch in _rows_by_rowid(lite, select, batch_rows):
             outcome.source_rows += len(batch)
             outcome.loaded_rows += _copy_batch(conn, copy_sql, batch, refused)
             health.advance(len(batch))
             if progress is not None:
                 progress.advance(len(batch))
 
+        mark = time.monotonic()
+        outcome.phases["copy"] = round(mark - started, 3)
         _add_key(conn, schema, plan, lite, keep, outcome, rejects)
+        outcome.phases["key"] = round(time.monotonic() - mark, 3)
+        mark = time.monotonic()
         for statement in create_indexes(schema, plan):
             conn.execute(statement)
         conn.commit()
+        outcome.phases["indexes"] = round(time.monotonic() - mark, 3)
+        mark = time.monotonic()
         conn.autocommit = True
         conn.execute(sql.SQL("ANALYZE {}").format(qualified(schema, plan.name)))
+        outcome.phases["analyze"] = round(time.monotonic() - mark, 3)
     finally:
         conn.close()
         lite.close()
@@ -598,7 +641,7 @@ def _add_key(
     complete = " AND ".join(f"{_q(c)} IS NOT NULL" for c in plan.key)
     where = " AND ".join([*filters, complete])
     duplicates = lite.execute(
-        f"SELECT rowid, {copy_line_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
+        f"SELECT rowid, {copy_values_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
         f"FROM {_q(plan.name)} WHERE {where}) WHERE n_ > 1 ORDER BY rowid"
     ).fetchall()
     duplicates = [d for d in duplicates if d[0] not in outcome.rejected_rowids]
@@ -618,7 +661,7 @@ def _add_key(
         )
     outcome.loaded_rows -= deleted
     outcome.rejected_rowids.update(d[0] for d in duplicates)
-    rejects.record(schema, plan.name, duplicates, sqlstate, message)
+    rejects.record(schema, plan.name, plan.column_names, duplicates, sqlstate, message)
     conn.execute(statement)
 
 
@@ -627,7 +670,7 @@ def _add_key(
 
 def sqlite_checksum(source: Path, plan: TablePlan, *, where: str | None = None, skip: set[int] | frozenset[int] = frozenset()) -> tuple[int, str]:
     """(rows, checksum) of the SQLite rows expected in PostgreSQL (``skip``: rejected rowids)."""
-    lite = _open_sqlite(source)
+    lite = _open_sqlite(source, text_as_bytes=True)
     try:
         select = f"SELECT rowid, {canonical_sqlite_sql(plan)} FROM {_q(plan.name)}"
         if where:
@@ -965,10 +1008,13 @@ def _load_all(
 
     with connect(conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    outcomes = {}
-    with Progress(label) as progress:
-        for plan in plans:
-            outcomes[plan.name] = load_table(
+    # One connection and one thread per table: the server works on the three tables at
+    # once while Python formats rows (sqlite3 and psycopg release the GIL while waiting).
+    workers = max(1, min(config.parallel, len(plans)))
+    with Progress(label) as progress, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
+        futures = {
+            plan.name: pool.submit(
+                load_table,
                 conninfo,
                 config.source,
                 schema,
@@ -979,6 +1025,16 @@ def _load_all(
                 data_dir=target.data_dir if target.embedded else None,
                 progress=progress,
             )
+            for plan in plans
+        }
+        outcomes = {}
+        try:
+            for plan in plans:
+                outcomes[plan.name] = futures[plan.name].result()
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
     return outcomes
 
 
