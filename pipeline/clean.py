@@ -272,30 +272,31 @@ class ColumnPlan:
     # A cheap test that a value is already in its final form (no rule would touch it).
     fast: Callable[[Any], bool] | None = None
 
-    def apply(self, value: Any) -> Fix:
+    def apply(self, value: Any) -> Fix | None:
+        """The fix of one value; None when every rule keeps it as it is."""
         if value is None:
-            return FIX_NULL
+            return None
         memo = self.memo
         if memo is not None:
             t = type(value)
             if t is not str or len(value) <= MEMO_TEXT_CHARS:
                 key = (t, value)  # the type too: 5, 5.0 and True are equal keys otherwise
-                hit = memo.get(key)
-                if hit is None:
+                hit = memo.get(key, _MISS)
+                if hit is _MISS:
                     hit = self._apply(value)
                     if len(memo) >= MEMO_ENTRIES:
                         memo.clear()
                     memo[key] = hit
-                return hit
+                return hit  # type: ignore[return-value]
         return self._apply(value)
 
-    def _apply(self, value: Any) -> Fix:
+    def _apply(self, value: Any) -> Fix | None:
         if self.fast is not None and self.fast(value):
-            return Fix(value)
+            return None
         if type(value) is str and (self.keep_blank or self.keep_tokens):
             stripped = value.strip()
             if (self.keep_blank and not stripped) or stripped in self.keep_tokens:
-                return Fix(value)
+                return None
         rules: list[str] = []
         for step, failure in zip(self.steps, self.step_failure):
             out = step(value)
@@ -306,10 +307,10 @@ class ColumnPlan:
                 value = out.value
             if value is None:
                 break
-        return Fix(value, "+".join(rules) or None)
+        return Fix(value, "+".join(rules)) if rules else None
 
 
-FIX_NULL = Fix(None)
+_MISS = object()
 MEMO_ENTRIES = 50_000
 MEMO_TEXT_CHARS = 64
 
@@ -519,7 +520,20 @@ def _row_key(values: Sequence[Any]) -> str | None:
         if v is None or type(v) is str:
             return v
         return str(v) if type(v) is int else json.dumps(_jsonable(v))
-    return json.dumps([_jsonable(v) for v in values], ensure_ascii=False)
+    return "[" + ", ".join(map(_json_part, values)) + "]"
+
+
+_encode_text = json.encoder.encode_basestring  # the C encoder json.dumps uses for str
+
+
+def _json_part(v: Any) -> str:
+    """``json.dumps(v, ensure_ascii=False)`` for one key part, without its overhead."""
+    t = type(v)
+    if t is str:
+        return _encode_text(v)
+    if t is int:
+        return str(v)
+    return json.dumps(_jsonable(v), ensure_ascii=False)
 
 
 def _jsonable(value: Any) -> Any:
@@ -705,28 +719,43 @@ class _Builder:
         run_id = self.run_id
         for batch in self._batches(table, columns):
             stamp = _now()
+            n = len(batch)
+            cols = list(zip(*batch))  # cols[0]: rowids; cols[i + 1]: column i
+            # Column by column: most cells need no change, and most rows none at all.
+            row_changes: dict[int, list[tuple[int, str, Any, Any, str]]] = {}
+            row_failures: dict[int, list[tuple[str, str]]] = {}
+            for i, plan in work:
+                col = cols[i + 1]
+                fixes = list(map(plan.apply, col))
+                touched = [j for j in range(n) if fixes[j] is not None]
+                became_null = set()
+                for j in touched:
+                    fix = fixes[j]
+                    if fix.failure is not None:
+                        row_failures.setdefault(j, []).append((fix.failure, f"{plan.name}: {fix.reason}"))
+                    else:
+                        row_changes.setdefault(j, []).append((i, plan.name, col[j], fix.value, fix.rule))
+                        if fix.value is None:
+                            became_null.add(j)
+                if plan.required:
+                    is_key = plan.name in key
+                    rule = Q_NULL_KEY if is_key else Q_REQUIRED
+                    why = f"{plan.name}: missing in a required {'key ' if is_key else ''}column"
+                    missing = [j for j in range(n) if col[j] is None or (type(col[j]) is str and not col[j].strip())]
+                    for j in sorted(became_null.union(missing)):
+                        row_failures.setdefault(j, []).append((rule, why))
             out_rows: list[tuple[Any, ...]] = []
             audit: list[tuple[Any, ...]] = []
             quarantine: list[tuple[Any, ...]] = []
-            for row in batch:
+            for j, row in enumerate(batch):
+                failures = row_failures.get(j)
+                cell_changes = row_changes.get(j)
+                if failures is None and cell_changes is None:
+                    out_rows.append(row)  # (rowid, *values): unchanged
+                    continue
                 rowid = row[0]
                 original = row[1:]
-                values = list(original)
-                cell_changes: list[tuple[str, Any, Any, str]] = []
-                failures: list[tuple[str, str]] = []
-                for i, plan in work:
-                    fix = plan.apply(values[i])
-                    if fix.failure is not None:
-                        failures.append((fix.failure, f"{plan.name}: {fix.reason}"))
-                        continue
-                    if fix.rule is not None:
-                        cell_changes.append((plan.name, values[i], fix.value, fix.rule))
-                        values[i] = fix.value
-                    if plan.required and (values[i] is None or (isinstance(values[i], str) and not values[i].strip())):
-                        is_key = plan.name in key
-                        failures.append((Q_NULL_KEY if is_key else Q_REQUIRED, f"{plan.name}: missing in a required {'key ' if is_key else ''}column"))
-                key_values = [values[i] for i in key_idx] if key_present else []
-                if failures:
+                if failures is not None:
                     shown_key = _row_key([original[i] for i in key_idx]) if key_present else None
                     rule = failures[0][0]
                     reason = "; ".join(r for _, r in failures)
@@ -734,20 +763,24 @@ class _Builder:
                     self.quarantined[(table, rule)] += 1
                     quarantined += 1
                     continue
-                row_key = _row_key(key_values) if key_present else None
-                for name, old, new, rule in cell_changes:
-                    audit.append((run_id, table, row_key, name, old, new, rule, stamp, rowid))
+                values = list(original)
+                for i, _, _, new_value, _ in cell_changes:  # type: ignore[union-attr]
+                    values[i] = new_value
+                row_key = _row_key([values[i] for i in key_idx]) if key_present else None
+                for _, name, old, new_value, rule in cell_changes:  # type: ignore[union-attr]
+                    audit.append((run_id, table, row_key, name, old, new_value, rule, stamp, rowid))
                     self.changes[(table, name, rule)] += 1
-                changed += len(cell_changes)
+                changed += len(cell_changes)  # type: ignore[arg-type]
                 out_rows.append((rowid, *values))
+            del cols
             self.conn.executemany(insert, out_rows)
             if audit:
                 self.conn.executemany(audit_insert, audit)
             if quarantine:
                 self.conn.executemany(quarantine_insert, quarantine)
-            rows_in += len(batch)
+            rows_in += n
             rows_out += len(out_rows)
-            self._advance(len(batch))
+            self._advance(n)
         self.tables[table] = TableSummary(rows_in, rows_out, quarantined, 0, changed)
 
     # -- duplicates, on the output in SQL (bounded memory)
@@ -1040,7 +1073,12 @@ def run(config: CleanConfig) -> CleanResult:
             # Everything succeeded: the output appears at its final path in one step.
             if audit_temp is not None and audit_path is not None:
                 os.replace(audit_temp, audit_path)
-            os.replace(temp, out)
+            try:
+                os.replace(temp, out)
+            except OSError:
+                if audit_path is not None:  # no trail of an output that does not exist
+                    _unlink_family(audit_path)
+                raise
             _fsync_path(out.parent)
         except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
             _unlink_family(temp)
