@@ -8,18 +8,38 @@ written with no defect at all, so a gate that reports anything on it is wrong.
 
 Proportions follow the real quarterly run (10,939 tickets, 108,129 comments, 141,062
 timesheet rows): about 10 comments and 12.9 timesheet rows per ticket; fill rates,
-status mix, SLA share, the automation account's share of comments and the orphan rate
-of timesheets come from ``docs/reference`` (servicedesk-exports.md). The data covers
-the reference quarter, 2025-07-01 to 2025-10-15, so it is deterministic: the same
-seed gives the same bytes, whatever the day.
+status mix, SLA share, the automation account's 61% of comments, the FCR and
+reassignment distributions and the orphan rate of timesheets follow the reference
+description of the exports (servicedesk-exports.md). The data covers the reference
+quarter, 2025-07-01 to 2025-10-15, so it is deterministic: the same seed gives the
+same bytes, whatever the day and whatever the number of worker processes.
 
 Defects (``clean=False``) are placed by a plan drawn from their own random stream, so
 the defect-free values are the same in both modes; every defective cell carries one
 defect, and the counts in the manifest are tallied from the cells actually written.
+Two kinds describe a whole column rather than a few cells, as in the reference:
+``comments.created_time`` and ``timesheets.TS-Date`` are day-first text throughout
+(``day_first_date`` counts every such cell, the future-dated one included; the
+unparseable ``created_time`` cells are not day-first and count only as
+``unparseable_date``). The future-dated timesheet is a mistyped year (2052 for 2025,
+see ``_future_typo``). Duplicates copy a defect-free row, so they add exactly one
+defect each, ``duplicate_key``, reported under the key column (for the composite
+timesheet key: its last column, ``TS-Crm ID``).
+
 Column names in the manifest are the SQLite names after ingest (``comment_id``, not
 ``CT-COMMENT-ID``). Keys: tickets ``TKT-Ticket ID``; comments ``comment_id``;
 timesheets ``[TS-User Username, TS-Date, TS-Time From, TS-Crm ID]``, each as the
 workbook holds it (so ``TS-Date`` is the day-first text, e.g. ``"5/07/2025"``).
+Facts (not defects): ``excel_date_cells`` counts native Excel date cells per column
+(ingest turns them into ISO text), ``timesheet_admin_rows`` the rows with
+``TS-Crm ID`` 0, ``timesheet_orphans`` the other rows matching no ticket (expected),
+``incident_resolved`` the ticket rows with that status, ``empty_trailing_columns``
+the styled empty header cells after the ten real comment headers.
+
+Memory is bounded: rows are generated and written one at a time (the sheet XML goes
+through a 512-row buffer into the zip stream). What is kept is one small record per
+ticket (comments and timesheets refer to tickets), the timesheet block counts per
+(day, user), and the defect plan, a few entries per thousand rows.
 
 Why the sheet XML is written here and not by openpyxl
 -----------------------------------------------------
@@ -648,7 +668,7 @@ CELL_DEFECTS: tuple[tuple[str, str, str, float, int], ...] = (
 )
 # table -> (share, minimum) of rows repeating an earlier key
 DUPLICATES = {"tickets": (0.002, 2), "comments": (0.001, 2), "timesheets": (0.001, 2)}
-# In comments.created_time and timesheets.TS-Date every value is day-first text.
+# Garbage seen in date columns (the comments export held 25 such values in 204,625).
 UNPARSEABLE_DATES = ("TBC", "32/13/2025 10:00", "unknown", "0/00/0000 0:00", "2025-13-45 25:61:00", "see notes")
 DUPLICATE_LAG = 7  # a duplicate row follows its original this many rows later
 
