@@ -311,7 +311,7 @@ class ColumnPlan:
 
 
 _MISS = object()
-MEMO_ENTRIES = 50_000
+MEMO_ENTRIES = 4096  # per column: repeated dates and ids hit, memory stays small
 MEMO_TEXT_CHARS = 64
 
 
@@ -696,14 +696,14 @@ class _Builder:
         for p in plans:
             if p.kind in spec.DATE_KINDS:
                 d = p.date_decision or {}
+                read_as, _ = _date_order(p.date_decision, Order(self.settings.date_locale))
                 self.date_columns[f"{table}.{p.name}"] = {
                     "format": d.get("format"),
                     "order": d.get("order"),
                     "ambiguous": bool(d.get("ambiguous")),
                     "inconsistent": bool(d.get("inconsistent")),
-                    "read_as": _date_order(p.date_decision, Order(self.settings.date_locale))[0].value
-                    if _date_order(p.date_decision, Order(self.settings.date_locale))[0]
-                    else None,
+                    # how its slash dates were read (None: both orders proven, quarantined)
+                    "read_as": read_as.value if read_as else None,
                     "counts": d.get("counts", {}),
                 }
         index = {c: i for i, c in enumerate(columns)}
