@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import logging
 import math
@@ -430,6 +431,8 @@ class _ColumnScan:
         self.kinds: collections.Counter = collections.Counter()
         self.sampled = 0
         self.caches: dict[type, dict] = {}
+        self.kind_cache: dict[Any, str | None] = {}
+        self.unique_heavy: bool | None = None  # decided on the first full batch
         self.distinct = _Distinct()
         self.num_min: Any = None
         self.num_max: Any = None
@@ -530,21 +533,40 @@ class _ColumnScan:
             hits.append("future@mf")
         return (df, mf)
 
+    def kind_of(self, value: Any) -> str | None:
+        """The detected kind of one value (None for blanks and placeholders), remembered
+        for short values: a status column is detected once per distinct status."""
+        cache = self.kind_cache
+        kind = cache.get(value, _UNSET)
+        if kind is _UNSET or type(value) is bool:
+            kind = _detect(value, self.spec.tokens)
+            if len(cache) < CACHE_MAX and (type(value) is not str or len(value) <= CACHE_MAX_LEN) and type(value) is not bool:
+                cache[value] = kind
+        return kind
+
     # -- one batch of the column
 
     def feed(self, col: tuple, key_at: Callable[[int], Any], sample_first: int, stride: int) -> None:
         self.nulls += col.count(None)
         types = collections.Counter(map(type, col))
         self.storage.update(types)
-        mixed = (int in types and float in types) or bool in types
+        # 5 == 5.0 in Python: with both storages present, count (type, value) pairs.
+        pairs = (int in types and float in types) or bool in types
+        items: Any
         try:
-            if mixed:  # 5 == 5.0 in Python: keep the storage apart
-                items = list(collections.Counter(zip(map(type, col), col)).items())
+            if pairs:
+                items = collections.Counter(zip(map(type, col), col)).items()
+            elif self.unique_heavy:
+                # Nearly every value differs: counting them first costs more than it saves.
+                items = zip(col, itertools.repeat(1))
             else:
-                items = [((type(v), v), n) for v, n in collections.Counter(col).items()]
+                counter = collections.Counter(col)
+                items = counter.items()
+                if self.unique_heavy is None and len(col) >= 256:
+                    self.unique_heavy = len(counter) > 0.5 * len(col)
         except TypeError:  # unhashable values (arrays, JSON from PostgreSQL): judge their text form
             col = tuple(v if v is None else repr(v) for v in col)
-            items = [((type(v), v), n) for v, n in collections.Counter(col).items()]
+            items = collections.Counter(col).items()
         counts = self.counts
         examples = self.examples
         full_detect = stride == 1
@@ -567,7 +589,11 @@ class _ColumnScan:
         tokens = spec_.tokens
         blank_run = spec_.blank_run
         run_newlines = spec_.run_newlines
-        for (t, value), n in items:
+        for value, n in items:
+            if pairs:
+                t, value = value
+            else:
+                t = type(value)
             if value is None:
                 continue
             if t is str:
@@ -600,9 +626,7 @@ class _ColumnScan:
                     cache[value] = info
             hashes.append(info.hash)
             if full_detect:
-                kind = info.kind
-                if kind is _UNSET:
-                    kind = info.kind = detect_kind(value)
+                kind = self.kind_of(value)
                 if kind is not None:
                     kinds[kind] += n
                     self.sampled += n
@@ -619,7 +643,9 @@ class _ColumnScan:
                         for p in need:
                             if len(bucket) >= max_examples:
                                 break
-                            bucket.append(key_at(p))
+                            key = key_at(p)
+                            if key not in bucket:  # a value met twice in one batch
+                                bucket.append(key)
             if info.num is not None:
                 nums.append(info.num)
             elif info.text is not None:
@@ -654,17 +680,11 @@ class _ColumnScan:
                 if self.dt_max[i] is None or hi > self.dt_max[i]:
                     self.dt_max[i] = hi
         if not full_detect:
+            kind_of = self.kind_of
             for value in col[sample_first::stride]:
                 if value is None:
                     continue
-                cache = self.caches.get(type(value))
-                info = cache.get(value) if cache is not None else None
-                if info is None:
-                    kind = _detect(value, self.spec.tokens)
-                else:
-                    kind = info.kind
-                    if kind is _UNSET:
-                        kind = info.kind = detect_kind(value)
+                kind = kind_of(value)
                 if kind is not None:
                     self.kinds[kind] += 1
                     self.sampled += 1
