@@ -96,7 +96,7 @@ def run_gate(
             args += ["--junitxml", str(Path(junitxml).resolve())]
         if quality_threshold is not None:
             args += ["--quality-threshold", str(quality_threshold)]
-        args += [*extra_args, str(root)]
+        args += [*extra_args]
         # Run from the root folder too, so pytest prints ids as they are
         # (``tickets::...``), not relative to the caller's folder. Paths above are absolute.
         cwd = os.getcwd()

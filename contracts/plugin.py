@@ -122,11 +122,15 @@ def _gate(config: pytest.Config) -> "GateSession | None":
     return config.stash.get(_SESSION_KEY, None)
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
     gate = _gate(config)
     if gate is None:
         return None
-    return f"servicedesk contracts: gate on {gate.label} (quality threshold {gate.threshold:g})"
+    lines = [f"servicedesk contracts: gate on {gate.label} (quality threshold {gate.threshold:g})"]
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        # Said once, so nobody wonders why their test files did not run.
+        lines.append(f"servicedesk contracts: gate mode, the paths given are not collected: {' '.join(config.args)}")
+    return lines
 
 
 # --- collection: in gate mode, the items come from the database, not from files ---------
