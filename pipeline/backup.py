@@ -59,6 +59,7 @@ CATALOG_NAME = "catalog.json"
 CATALOG_VERSION = 1
 FORMATS = ("sqlite", "pg_dump")
 RETENTIONS = ("operational", "archival")
+PARTIAL_GRACE = timedelta(hours=6)  # a .partial file younger than this may be a running backup
 _TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
@@ -626,6 +627,8 @@ class PruneResult:
     kept: tuple[BackupRecord, ...]
     kept_as_latest: tuple[BackupRecord, ...]  # expired, but the newest of their series
     dry_run: bool = False
+    stale_partials: tuple[str, ...] = ()  # leftovers of backups interrupted mid-write
+
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -633,6 +636,7 @@ class PruneResult:
             "removed": [{"id": r.id, "created_at": r.created_at, "retention": r.retention, "file": r.file} for r in self.removed],
             "kept": len(self.kept),
             "kept_as_latest": [r.id for r in self.kept_as_latest],
+            "stale_partials": list(self.stale_partials),
         }
 
 
@@ -649,9 +653,19 @@ def prune(
     keep_last: int = 1,
     dry_run: bool = False,
 ) -> PruneResult:
-    """Delete backups past their retention; the newest ``keep_last`` of each series stay."""
+    """Delete backups past their retention; the newest ``keep_last`` of each series stay.
+
+    Files of backups interrupted mid-write (``.*.partial``, never in the catalog) are
+    removed too once older than ``PARTIAL_GRACE`` (a backup may be running right now).
+    """
     moment = now or datetime.now(timezone.utc)
     catalog = Catalog(backups_dir)
+    stale = []
+    if catalog.folder.is_dir():
+        for leftover in sorted(catalog.folder.glob(".*.partial")):
+            written = datetime.fromtimestamp(leftover.stat().st_mtime, timezone.utc)
+            if moment - written > PARTIAL_GRACE:
+                stale.append(leftover)
     with catalog.locked() as records:
         newest: set[str] = set()
         series: dict[tuple, list[BackupRecord]] = {}
@@ -672,10 +686,12 @@ def prune(
         if not dry_run:
             for r in removed:
                 catalog.file_of(r).unlink(missing_ok=True)
+            for leftover in stale:
+                leftover.unlink(missing_ok=True)
             records[:] = kept
     for r in removed:
         log.info("backup pruned" if not dry_run else "backup would be pruned", extra={"backup": r.id})
-    return PruneResult(tuple(removed), tuple(kept), tuple(kept_latest), dry_run)
+    return PruneResult(tuple(removed), tuple(kept), tuple(kept_latest), dry_run, tuple(p.name for p in stale))
 
 
 def _check_retention(retention: str) -> None:

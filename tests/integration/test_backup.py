@@ -382,3 +382,18 @@ def test_unknown_backup_id_names_the_known_ones(tmp_path: Path) -> None:
         Catalog(folder).get("nope")
     assert record.id in err.value.remedy
     assert Catalog(folder).get(record.id[:20]) == record  # a unique prefix is enough
+
+
+def test_prune_removes_leftovers_of_interrupted_backups_but_not_running_ones(tmp_path: Path) -> None:
+    folder = tmp_path / "backups"
+    backup_sqlite(_sqlite_db(tmp_path / "a.db", rows=5), folder)
+    old = folder / ".20250101T000000-a-abcdef.db.partial"
+    fresh = folder / ".20250101T000001-a-123456.dump.partial"
+    old.write_bytes(b"half a backup")
+    fresh.write_bytes(b"a backup being written")
+    hours_ago = datetime.now().timestamp() - 7 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    result = prune(folder, Retention())
+    assert result.stale_partials == (old.name,)
+    assert not old.exists() and fresh.exists()
+    assert len(Catalog(folder).records()) == 1
