@@ -331,7 +331,7 @@ class SheetWriter:
                 tail = cache.get(value)
                 if tail is None:  # codes, names, enum values: repeated often
                     tail = _string_cell_tail(value)
-                    if len(cache) >= 200_000:
+                    if len(cache) >= 20_000:  # bounded: a few MB
                         cache.clear()
                     cache[value] = tail
                 append(start + tail)
