@@ -60,6 +60,11 @@ included): 4.0 s CPU and 210 MB peak at 2,000 tickets; 15.6 s CPU and 213 MB at
 10,000 tickets (88 MB of it is the imports: pandas and pandera through the
 contracts), i.e. 0.36x the time of a bare openpyxl read-only pass (42.8 s).
 
+At a million rows (``generate(tickets=77_600, comment_chars=40)``: 1,001,679 timesheet
+rows in 1.2 GB of sheet XML, 784,029 comments, 77,755 tickets) ingest peaked at 176 MB
+RSS (107 s CPU, 367 s wall on the shared machine; a 525 MB database), while
+python-calamine alone peaked at 2,029 MB reading the 1M-row timesheet workbook.
+
 Also tried on 50,000 x 21 and 20,000 x 10 openpyxl-written sheets: fastexcel 0.21
 (0.9 s, 166 MB and 0.5 s, 223 MB) builds typed Arrow columns, so a column mixing
 text and date cells is coerced and ``''`` is read as null; an ElementTree pull parser
