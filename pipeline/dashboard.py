@@ -377,9 +377,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", action="append", metavar="ID", help="only this metric (repeatable), e.g. --metric 1.1")
     parser.add_argument("--min-team-tickets", type=int, default=MIN_TEAM_TICKETS, metavar="N", help=f"smallest team in per-team metrics (default {MIN_TEAM_TICKETS})")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--list", action="store_true", help="only list the metrics: id, title, unit, colour bands, SQL file")
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """The metrics' definitions (no database needed): what ``metrics --list`` prints."""
+    out = []
+    for m in METRICS:
+        out.append(
+            {
+                "id": m.id,
+                "title": m.title,
+                "unit": m.unit,
+                "bands": {column: band.describe() for column, band in m.bands.items()},
+                "sql": f"pipeline/sql/{m.file}" if m.computable else None,
+                "sqlite_twin": f"pipeline/sql_sqlite/{m.file}" if m.computable else None,
+                "note": m.note or (f"needs a {QUALITY_TABLE} table" if m.needs_quality_table else ""),
+            }
+        )
+    return out
 
 
 def command(args: argparse.Namespace, settings: "Settings") -> int:
+    if args.list:
+        entries = catalogue()
+        if args.json:
+            print(json.dumps(entries, indent=2))
+        else:
+            for e in entries:
+                bands = "; ".join(f"{c}: {b}" for c, b in e["bands"].items())
+                print(f"{e['id']:<4} {e['title']:<52} {e['unit']:<16} {bands or '-':<44} {e['sql'] or e['note']}")
+        return 0
     if args.sqlite:
         values = compute_metrics_sqlite(args.sqlite, min_team_tickets=args.min_team_tickets, ids=args.metric)
     else:

@@ -423,3 +423,19 @@ def test_a_schema_that_is_not_a_migrated_one_is_one_error_with_a_remedy(pg_dsn: 
     with pytest.raises(ConfigError, match="metric 1.1 cannot run on schema other") as err:
         compute_metrics(pg_dsn, "other")
     assert "migrate" in err.value.remedy
+
+
+def test_metrics_list_needs_no_database(capsys) -> None:
+    from pipeline.config import Settings
+
+    parser = __import__("argparse").ArgumentParser()
+    dashboard.add_arguments(parser)
+    assert dashboard.command(parser.parse_args(["--list", "--json"]), Settings()) == 0
+    entries = {e["id"]: e for e in json.loads(capsys.readouterr().out)}
+    assert entries["1.1"]["bands"] == {"value": "green >= 95, amber >= 90, red otherwise"}
+    assert entries["1.2"]["bands"]["value"].startswith("green <= 4")
+    assert entries["3.6"]["sql"] is None and "manual audit" in entries["3.6"]["note"]
+    for e in entries.values():
+        if e["sql"]:
+            assert (Path(dashboard.__file__).parent.parent / e["sql"]).is_file()
+            assert (Path(dashboard.__file__).parent.parent / e["sqlite_twin"]).is_file()
