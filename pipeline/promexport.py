@@ -229,7 +229,7 @@ class PipelineMetrics:
         self.gate = r.gauge(GATE, "Outcome of a gate in the latest run: 1 passed, 0 failed.", ("gate",))
         self.last_success = r.gauge(LAST_SUCCESS, "Unix time the pipeline last finished successfully.")
         self.last_run = r.gauge(LAST_RUN, "Unix time the latest run ended, successful or not.")
-        self.peak_memory = r.gauge(PEAK_MEMORY, "Peak resident memory of the process during a stage, in bytes.", ("stage",))
+        self.peak_memory = r.gauge(PEAK_MEMORY, "Peak resident memory of the process by the end of a stage (the highest so far in the run), in bytes.", ("stage",))
 
     def stage(self, stage: str, seconds: float, peak_bytes: float | None = None) -> None:
         self.stage_duration.set(max(float(seconds), 0.0), stage=stage)

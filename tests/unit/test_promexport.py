@@ -210,3 +210,193 @@ def test_failed_run_keeps_the_last_success(tmp_path: Path) -> None:
     first = PipelineMetrics()
     first.finished(success=False, now=1.0, previous=tmp_path / "absent.prom")
     assert LAST_SUCCESS not in parse(first.render())
+
+
+# --- the suggested alert rules and the CI examples --------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "docs" / "alerts.rules.yml"
+WORKFLOW = REPO / "examples" / "github-actions" / "contracts-gate.yml"
+HOOKS = REPO / "examples" / "pre-commit" / ".pre-commit-hooks.yaml"
+
+
+def test_alert_rules_name_only_metrics_we_write() -> None:
+    import re
+
+    declared = {m.name for m in PipelineMetrics().registry}
+    used = set(re.findall(r"servicedesk_etl_[a-z_]+", RULES.read_text()))
+    assert used and used <= declared, used - declared
+    monitoring = (REPO / "docs" / "monitoring.md").read_text()
+    for name in declared:
+        assert name in monitoring, f"{name} is not documented in docs/monitoring.md"
+
+
+def test_yaml_files_parse() -> None:
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
+    rules = yaml.safe_load(RULES.read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert {"alert", "expr", "labels", "annotations"} <= set(alerts[0])
+    assert all(r["labels"]["severity"] in ("warning", "critical") for r in alerts)
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = workflow["jobs"]["contracts-gate"]["steps"]
+    gate = next(s for s in steps if s.get("name") == "Contract gate")
+    assert "pytest --source sample.db" in gate["run"] and "--junitxml=contracts.xml" in gate["run"]
+    publish = next(s for s in steps if "junit" in s.get("uses", ""))
+    assert publish["if"] == "${{ !cancelled() }}" and publish["with"]["report_paths"] == "contracts.xml"
+    hooks = yaml.safe_load(HOOKS.read_text())
+    assert hooks[0]["language"] == "system" and hooks[0]["entry"].startswith("pytest --source")
+    assert hooks[0]["pass_filenames"] is False
+
+
+def _series(text: str, minutes: int) -> list[dict[str, str]]:
+    """promtool input series from an exposition text: each sample held for ``minutes``."""
+    out = []
+    for family in parser.text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(s.labels.items()))
+            out.append({"series": f"{s.name}{{{labels}}}", "values": f"{format_value(s.value)}x{minutes}"})
+    return out
+
+
+def test_alert_rules_fire_on_written_metrics(tmp_path: Path) -> None:
+    """promtool evaluates the rules on series as node_exporter would serve our file."""
+    import json
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
+    # Annotations are compared in full by promtool: keep them (and so test their
+    # templates) on three alerts, drop them elsewhere.
+    rules = yaml.safe_load(RULES.read_text())
+    templated = {"ServiceDeskEtlGateFailed", "ServiceDeskEtlRowsRejected", "ServiceDeskEtlNoRecentSuccess"}
+    described = {}
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule["alert"] in templated:
+                described[rule["alert"]] = rule["annotations"]["description"]
+            else:
+                rule.pop("annotations", None)
+    failed = PipelineMetrics()
+    failed.gate_outcome("gate1", True)
+    failed.gate_outcome("gate2", False)
+    failed.quality_score("raw", {"score": 72.0, "dimensions": {"validity": 60.0}})
+    failed.quality_score("clean", {"score": 78.0, "dimensions": {"validity": 95.0}})
+    failed.quality_score("postgres", {"score": 78.0, "dimensions": {"validity": 90.0}})
+    failed.rows_counted("tickets", "read", 1000)
+    failed.rows_counted("tickets", "quarantined", 20)
+    failed.rows_counted("comments", "read", 1000)
+    failed.rows_counted("comments", "quarantined", 5)
+    failed.rows_counted("comments", "rejected", 3)
+    failed.stage("profile", 420.0, peak_bytes=600 * 1024 * 1024)
+    failed.stage("clean", 60.0, peak_bytes=100 * 1024 * 1024)
+    failed.last_success.set(0)
+    failed.last_run.set(1000)
+    healthy = PipelineMetrics()
+    healthy.gate_outcome("gate1", True)
+    healthy.quality_score("postgres", {"score": 97.0, "dimensions": {"validity": 99.0}})
+    healthy.rows_counted("tickets", "rejected", 0)
+    healthy.finished(success=True, now=0)
+    (tmp_path / "alerts.rules.yml").write_text(yaml.safe_dump(rules))
+    tests = {
+        "rule_files": ["alerts.rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": _series(failed.render(), 30),
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": "ServiceDeskEtlGateFailed",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "gate": "gate2"},
+                                "exp_annotations": {"summary": "servicedesk-etl gate2 failed", "description": described["ServiceDeskEtlGateFailed"]},
+                            }
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlLatestRunFailed", "exp_alerts": [{"exp_labels": {"severity": "critical"}}]},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "ServiceDeskEtlQualityBelowGate",
+                        "exp_alerts": [
+                            {"exp_labels": {"severity": "critical", "stage": stage, "dimension": "overall"}}
+                            for stage in ("clean", "postgres")
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlRawQualityLow", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlQualityDroppedInMigration", "exp_alerts": [{"exp_labels": {"severity": "critical", "dimension": "validity"}}]},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "ServiceDeskEtlRowsRejected",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning", "table": "comments", "direction": "rejected"},
+                                "exp_annotations": {
+                                    "summary": "3 comments rows were rejected by PostgreSQL",
+                                    "description": described["ServiceDeskEtlRowsRejected"],
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlQuarantineHigh", "exp_alerts": [{"exp_labels": {"severity": "warning", "table": "tickets"}}]},
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlStageOverServiceLevel", "exp_alerts": [{"exp_labels": {"severity": "warning", "stage": "profile"}}]},
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlPeakMemoryHigh", "exp_alerts": [{"exp_labels": {"severity": "warning", "stage": "profile"}}]},
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlMetricsMissing", "exp_alerts": []},
+                ],
+            },
+            {
+                # nothing written at all
+                "interval": "1m",
+                "input_series": [{"series": 'up{job="node"}', "values": "1x600"}],
+                "alert_rule_test": [
+                    {"eval_time": "7h", "alertname": "ServiceDeskEtlMetricsMissing", "exp_alerts": [{"exp_labels": {"severity": "warning"}}]},
+                ],
+            },
+        ],
+    }
+    # The quarterly horizon needs a coarse evaluation interval (promtool steps through it).
+    quarterly = {
+        "rule_files": ["alerts.rules.yml"],
+        "evaluation_interval": "1h",
+        "tests": [
+            {
+                # a healthy file, held for 100 days: silent until the last success is 95 days old
+                "interval": "1h",
+                "input_series": _series(healthy.render(), 100 * 24),
+                "alert_rule_test": [
+                    {"eval_time": "94d", "alertname": "ServiceDeskEtlNoRecentSuccess", "exp_alerts": []},
+                    {
+                        "eval_time": "96d",
+                        "alertname": "ServiceDeskEtlNoRecentSuccess",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "warning"},
+                                "exp_annotations": {
+                                    "summary": "servicedesk-etl has not completed a migration in 96d 0h 0m 0s",
+                                    "description": described["ServiceDeskEtlNoRecentSuccess"],
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": "96d", "alertname": "ServiceDeskEtlGateFailed", "exp_alerts": []},
+                    {"eval_time": "96d", "alertname": "ServiceDeskEtlRowsRejected", "exp_alerts": []},
+                    {"eval_time": "96d", "alertname": "ServiceDeskEtlLatestRunFailed", "exp_alerts": []},
+                ],
+            },
+        ],
+    }
+    # JSON is YAML: no PyYAML needed.
+    (tmp_path / "alerts.test.yml").write_text(json.dumps(tests, indent=1))
+    (tmp_path / "quarterly.test.yml").write_text(json.dumps(quarterly, indent=1))
+    done = subprocess.run(
+        [promtool, "test", "rules", "alerts.test.yml", "quarterly.test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
