@@ -54,6 +54,7 @@ import socket
 import sqlite3
 import threading
 import time
+from decimal import Decimal, InvalidOperation
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -213,27 +214,94 @@ def _date_columns(plan: TablePlan) -> list[tuple[str, str]]:
     return [(name, t) for name, t, _ in plan.columns if t in ("timestamp", "date")]
 
 
-def bad_date_condition(plan: TablePlan) -> str | None:
-    """SQLite condition true for rows holding a date value that is not ISO text."""
-    parts = [f"({_q(n)} IS NOT NULL AND NOT {_iso_shape(n, t)})" for n, t in _date_columns(plan)]
+def _is_integer_sql(column: str) -> str:
+    c = _q(column)
+    return f"(typeof({c}) = 'integer' OR (typeof({c}) = 'real' AND {c} = CAST({c} AS INTEGER)))"
+
+
+def _bad_value_checks(plan: TablePlan) -> list[tuple[str, str, str]]:
+    """(column, SQLite condition for a value the column cannot take, what it must be)."""
+    checks = []
+    for name, pgtype, _ in plan.columns:
+        c = _q(name)
+        if pgtype in ("timestamp", "date"):
+            checks.append((name, f"({c} IS NOT NULL AND NOT {_iso_shape(name, pgtype)})", "ISO 8601 text (YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]); refused rather than read by the server's DateStyle"))
+        elif pgtype == "bigint":
+            checks.append((name, f"({c} IS NOT NULL AND NOT {_is_integer_sql(name)})", "a whole number"))
+    return checks
+
+
+def bad_value_condition(plan: TablePlan) -> str | None:
+    """SQLite condition true for rows holding a value that must not reach the server.
+
+    Dates that are not ISO text (the server's ``DateStyle`` would guess ``05/07/2025``)
+    and ids that are not whole numbers (binary COPY sends typed values).
+    """
+    parts = [cond for _, cond, _ in _bad_value_checks(plan)]
     return " OR ".join(parts) if parts else None
 
 
+def bad_value_reason_sql(plan: TablePlan) -> str:
+    """SQLite expression naming the first column of a row that fails ``bad_value_condition``."""
+    whens = " ".join(f"WHEN {cond} THEN {_sqlite_text(name)}" for name, cond, _ in _bad_value_checks(plan))
+    return f"CASE {whens} END" if whens else "NULL"
+
+
+def _sqlite_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def copy_values_sql(plan: TablePlan) -> str:
-    """SQLite select list: each value in the form its PostgreSQL column takes without guessing."""
+    """SQLite select list: each value as the Python type binary COPY needs (dates still text)."""
     parts = []
     for name, pgtype, _ in plan.columns:
         c = _q(name)
         if pgtype == "bigint":
-            # 3652948.0 (an id stored as REAL) is the integer it stands for; 3.5 is sent
-            # as it is and refused by the server.
-            parts.append(f"CASE WHEN typeof({c}) = 'real' AND {c} = CAST({c} AS INTEGER) THEN CAST({c} AS INTEGER) ELSE {c} END")
+            # 3652948.0 (an id stored as REAL) is the integer it stands for.
+            parts.append(f"CASE WHEN typeof({c}) = 'real' THEN CAST({c} AS INTEGER) ELSE {c} END")
         elif pgtype == "numeric":
             # 15 significant digits: what PostgreSQL's own float8 -> numeric cast keeps.
-            parts.append(f"CASE WHEN typeof({c}) = 'real' THEN printf('%!.15g', {c}) ELSE {c} END")
-        else:
+            parts.append(f"CASE WHEN typeof({c}) = 'real' THEN printf('%!.15g', {c}) ELSE CAST({c} AS TEXT) END")
+        elif pgtype in ("timestamp", "date"):
             parts.append(c)
+        else:
+            parts.append(f"CAST({c} AS TEXT)")
     return ", ".join(parts)
+
+
+# PostgreSQL binary COPY type names per contract type.
+_BINARY_TYPES = {"bigint": "int8", "numeric": "numeric", "timestamp": "timestamp", "date": "date", "text": "text"}
+
+
+def _to_datetime(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _to_date(value: str) -> Any:
+    from datetime import date
+
+    return date.fromisoformat(value)
+
+
+def _to_decimal(value: str) -> Any:
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+_CONVERT = {"timestamp": _to_datetime, "date": _to_date, "numeric": _to_decimal}
+# (sqlstate, PostgreSQL's wording) for a value refused before it reaches the server.
+_REFUSAL = {
+    "timestamp": ("22008", "date/time field value out of range"),
+    "date": ("22008", "date/time field value out of range"),
+    "numeric": ("22P02", "invalid input syntax for type numeric"),
+}
+
+
+def _converters(plan: TablePlan) -> tuple[tuple[int, Callable[[Any], Any], str], ...]:
+    """(value position, converter, contract type) for columns binary COPY needs typed."""
+    return tuple((i, _CONVERT[t], t) for i, (_, t, _) in enumerate(plan.columns) if t in _CONVERT)
 
 
 def canonical_sqlite_sql(plan: TablePlan) -> str:
@@ -482,23 +550,58 @@ def _server_message(exc: Exception) -> tuple[str, str]:
     return sqlstate, text
 
 
-def _copy_batch(conn: "psycopg.Connection", copy_sql: Any, rows: list[tuple[Any, ...]], refused: Callable[[list[tuple[Any, ...]], str, str], None]) -> int:
-    """COPY ``rows`` in a savepoint; bisect a refused batch down to the refused rows."""
+# Errors that belong to the rows of a batch (the server's 22xxx/23xxx, or a value the
+# binary dumper cannot write), as opposed to a lost connection or a bug.
+def _row_errors() -> tuple[type[BaseException], ...]:
     import psycopg
 
+    return (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded, TypeError, ValueError, OverflowError)
+
+
+def _copy_batch(
+    conn: "psycopg.Connection",
+    copy_sql: Any,
+    types: Sequence[str],
+    rows: list[Any],
+    refused: Callable[[list[Any], str, str], None],
+) -> int:
+    """Binary COPY of ``rows`` in a savepoint; a refused batch is bisected to the refused rows."""
     try:
         with conn.transaction():
             with conn.cursor().copy(copy_sql) as copy:
+                copy.set_types(types)
                 for row in rows:
                     copy.write_row(row[1:])  # row[0] is the SQLite rowid
         return len(rows)
-    except (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded) as exc:
+    except _row_errors() as exc:
         if len(rows) == 1:
             sqlstate, message = _server_message(exc)
             refused(rows, sqlstate, message)
             return 0
     middle = len(rows) // 2
-    return _copy_batch(conn, copy_sql, rows[:middle], refused) + _copy_batch(conn, copy_sql, rows[middle:], refused)
+    return _copy_batch(conn, copy_sql, types, rows[:middle], refused) + _copy_batch(conn, copy_sql, types, rows[middle:], refused)
+
+
+def _typed_rows(plan: TablePlan, batch: list[tuple[Any, ...]], refused: Callable[[list[Any], str, str], None]) -> list[Any]:
+    """Dates, timestamps and numbers as Python values; a row with one that is impossible is refused."""
+    converters = _converters(plan)
+    if not converters:
+        return batch
+    out = []
+    for source_row in batch:
+        row = list(source_row)
+        try:
+            for i, convert, _ in converters:
+                value = row[i + 1]
+                if value is not None:
+                    row[i + 1] = convert(value)
+        except (ValueError, InvalidOperation, TypeError, OverflowError):
+            name, pgtype = plan.columns[i][0], plan.columns[i][1]
+            sqlstate, wording = _REFUSAL[pgtype]
+            refused([source_row], sqlstate, f'{wording}: "{value}" (column {name})')
+            continue
+        out.append(row)
+    return out
 
 
 def _rows_by_rowid(lite: sqlite3.Connection, select: str, batch_rows: int, after: int | None = None) -> Any:
@@ -552,41 +655,49 @@ def load_table(
         health = Health(conn, data_dir)
         table = _q(plan.name)
         filters = [f"({where})"] if where else []
-        bad = bad_date_condition(plan)
+        bad = bad_value_condition(plan)
+        reasons = {name: what for name, _, what in _bad_value_checks(plan)}
 
-        # Rows whose dates are not ISO text: refused here, never guessed by DateStyle.
+        # Values that must not reach the server (non-ISO dates, ids that are not whole
+        # numbers): refused here with the column named, never guessed by DateStyle.
         if bad:
-            bad_sql = f"SELECT rowid, {copy_values_sql(plan)} FROM {table} WHERE {' AND '.join([*filters, f'({bad})'])} ORDER BY rowid"
-            date_columns = ", ".join(n for n, _ in _date_columns(plan))
+            bad_sql = (
+                f"SELECT rowid, {copy_values_sql(plan)}, {bad_value_reason_sql(plan)} FROM {table} "
+                f"WHERE {' AND '.join([*filters, f'({bad})'])} ORDER BY rowid"
+            )
             for flagged in _rows_by_rowid(lite, bad_sql, batch_rows):
-                outcome.source_rows += len(flagged)
-                outcome.rejected_rowids.update(r[0] for r in flagged)
-                rejects.record(
-                    schema,
-                    plan.name,
-                    columns,
-                    flagged,
-                    "22007",
-                    f"a date value is not ISO 8601 text (YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]) in one of {date_columns}; "
-                    "refused rather than read by the server's DateStyle",
-                )
+                for row in flagged:
+                    column = row[-1]
+                    value = row[1 + columns.index(column)]
+                    outcome.source_rows += 1
+                    outcome.rejected_rowids.add(row[0])
+                    rejects.record(
+                        schema,
+                        plan.name,
+                        columns,
+                        [row[:-1]],
+                        "22007" if column in dict(_date_columns(plan)) else "22P02",
+                        f"{column}: {value!r} is not {reasons[column]}",
+                    )
         keep = [*filters, f"NOT ({bad})"] if bad else filters
         select = f"SELECT rowid, {copy_values_sql(plan)} FROM {table}"
         if keep:
             select += " WHERE " + " AND ".join(keep)
         select += " ORDER BY rowid"
 
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         )
+        types = [_BINARY_TYPES[t] for _, t, _ in plan.columns]
 
-        def refused(rows: list[tuple[Any, ...]], sqlstate: str, message: str) -> None:
+        def refused(rows: list[Any], sqlstate: str, message: str) -> None:
             outcome.rejected_rowids.update(r[0] for r in rows)
             rejects.record(schema, plan.name, columns, rows, sqlstate, message)
 
         for batch in _rows_by_rowid(lite, select, batch_rows):
             outcome.source_rows += len(batch)
-            outcome.loaded_rows += _copy_batch(conn, copy_sql, batch, refused)
+            typed = _typed_rows(plan, batch, refused)
+            outcome.loaded_rows += _copy_batch(conn, copy_sql, types, typed, refused)
             health.advance(len(batch))
             if progress is not None:
                 progress.advance(len(batch))
@@ -994,35 +1105,39 @@ def _already_migrated(conn: "psycopg.Connection", schema: str, sha: str) -> tupl
     return None
 
 
-def _load_all(
-    config: MigrateConfig,
+def load_schema(
     conninfo: str,
-    target: Target,
+    source: Path,
     schema: str,
     plans: list[TablePlan],
     rejects: Rejects,
-    where: dict[str, str] | None,
-    label: str,
+    *,
+    where: dict[str, str] | None = None,
+    batch_rows: int = 10_000,
+    data_dir: Path | None = None,
+    parallel: int = 3,
+    label: str = "load",
 ) -> dict[str, LoadOutcome]:
+    """Create ``schema`` and load every table into it (the load phase)."""
     from psycopg import sql
 
     with connect(conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    # One connection and one thread per table: the server works on the three tables at
-    # once while Python formats rows (sqlite3 and psycopg release the GIL while waiting).
-    workers = max(1, min(config.parallel, len(plans)))
+    # One connection and one thread per table: the server works on the tables at once
+    # while Python hands rows over (sqlite3 and psycopg release the GIL while waiting).
+    workers = max(1, min(parallel, len(plans)))
     with Progress(label) as progress, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
         futures = {
             plan.name: pool.submit(
                 load_table,
                 conninfo,
-                config.source,
+                source,
                 schema,
                 plan,
                 rejects,
                 where=(where or {}).get(plan.name),
-                batch_rows=config.settings.migrate.batch_rows,
-                data_dir=target.data_dir if target.embedded else None,
+                batch_rows=batch_rows,
+                data_dir=data_dir,
                 progress=progress,
             )
             for plan in plans
@@ -1036,6 +1151,30 @@ def _load_all(
                 future.cancel()
             raise
     return outcomes
+
+
+def _load_all(
+    config: MigrateConfig,
+    conninfo: str,
+    target: Target,
+    schema: str,
+    plans: list[TablePlan],
+    rejects: Rejects,
+    where: dict[str, str] | None,
+    label: str,
+) -> dict[str, LoadOutcome]:
+    return load_schema(
+        conninfo,
+        config.source,
+        schema,
+        plans,
+        rejects,
+        where=where,
+        batch_rows=config.settings.migrate.batch_rows,
+        data_dir=target.data_dir if target.embedded else None,
+        parallel=config.parallel,
+        label=label,
+    )
 
 
 def _validate(results: list[TableResult], what: str, tolerated: int, rejected: int) -> None:

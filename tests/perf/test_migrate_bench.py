@@ -117,23 +117,25 @@ from pathlib import Path
 from pipeline.config import Settings
 mode, dsn, source, schema = sys.argv[1:5]
 started = time.perf_counter()
+extra = {}
 if mode == "load":
     import psycopg
-    from psycopg import sql
-    from pipeline.migrate import Rejects, ensure_ledger, load_table
+    from pipeline.migrate import Rejects, ensure_ledger, load_schema
     from pipeline.pgschema import data_table_plans
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         ensure_ledger(conn, schema)
     started = time.perf_counter()
     rejects = Rejects(dsn, schema + "_meta", 0, "reject")
-    rows = sum(load_table(dsn, Path(source), schema, p, rejects).loaded_rows for p in data_table_plans())
+    outcomes = load_schema(dsn, Path(source), schema, data_table_plans(), rejects)
+    rows = sum(o.loaded_rows for o in outcomes.values())
+    extra = {name: o.phases for name, o in outcomes.items()}
 else:
     from pipeline.migrate import MigrateConfig, run
     result = run(MigrateConfig(source=Path(source), target=dsn, schema=schema, contracts=False, backup=False, preflight=False))
     rows = result.rows
+    extra = result.timings
 seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "phases": extra}))
 """
 
 
@@ -185,5 +187,6 @@ def test_migrate_against_psql_copy(benchmark, tmp_path: Path, pg_dsn: str, postg
         info[f"{name}_rows_per_s"] = round(rows / m["seconds"])
         info[f"{name}_peak_rss_mb"] = round(m["peak_rss_mb"], 1)
         info[f"{name}_vs_floor"] = round(m["seconds"] / floor, 2)
+        info[f"{name}_phases"] = m["phases"]
     info["pgloader"] = shutil.which("pgloader") or "not installed"
     print(json.dumps(info, indent=2))
