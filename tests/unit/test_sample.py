@@ -40,13 +40,16 @@ FLOAT_TEXT = re.compile(r"^\d+\.0$")
 # --- reading the workbooks back ------------------------------------------------------------
 
 
-def read_sheet(path: Path) -> tuple[list[Any], list[tuple[Any, ...]]]:
+def read_sheet(path: Path, width: int | None = None) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """Header row (all of it) and the data rows (``width`` columns) of the first sheet."""
     wb = openpyxl.load_workbook(path, read_only=True)
     try:
-        rows = list(wb.worksheets[0].iter_rows(values_only=True))
+        ws = wb.worksheets[0]
+        header = list(next(ws.iter_rows(max_row=1, values_only=True)))
+        rows = list(ws.iter_rows(min_row=2, max_col=width, values_only=True))
     finally:
         wb.close()
-    return list(rows[0]), rows[1:]
+    return header, rows
 
 
 class Exports:
@@ -59,7 +62,7 @@ class Exports:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         mapping = default_mappings()["comments"]
         for table, columns in (("tickets", TICKETS), ("comments", COMMENTS), ("timesheets", TIMESHEETS)):
-            headers, rows = read_sheet(folder / f"{table}.xlsx")
+            headers, rows = read_sheet(folder / f"{table}.xlsx", len(columns))
             self.headers[table] = headers
             names = [mapping.get(h, h) if table == "comments" else h for h in headers[: len(columns)]]
             self.rows[table] = [dict(zip(names, row)) for row in rows]
@@ -196,7 +199,9 @@ def test_comments_workbook_has_empty_trailing_columns(dirty: Exports) -> None:
     trailing = dirty.manifest["facts"]["empty_trailing_columns"]
     assert trailing == 40
     assert dirty.headers["comments"][10:] == [None] * trailing
-    assert all(len(r) == 10 for r in dirty.rows["comments"])  # no value beyond the real ones
+    _, rows = read_sheet(dirty.folder / "comments.xlsx")
+    assert {len(r) for r in rows} == {10 + trailing}
+    assert all(v is None for r in rows for v in r[10:])  # no value beyond the real columns
 
 
 def test_rows_in_manifest_are_the_rows_in_the_workbooks(dirty: Exports, clean: Exports) -> None:
