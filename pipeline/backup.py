@@ -377,36 +377,46 @@ def dump_schema(
     ``content_checksums`` also records :func:`schema_checksums` (one full read of the
     schema) so a restore can be proved equal to the original.
     """
+    import psycopg
+
     _check_retention(retention)
     folder = Path(backups_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    with connect(conninfo, autocommit=True) as conn:
-        if not _schema_exists(conn, schema):
+    with connect(conninfo, autocommit=True) as probe:
+        if not _schema_exists(probe, schema):
             raise InputFileError(f"schema {schema!r} does not exist in {redact(conninfo)}", "list schemas with `servicedesk-etl versions`, or check --schema")
-        major, server_version = _server_major(conn)
-        # Content checksums read every row: only on request (row counts are cheap).
-        checks = schema_checksums(conn, schema) if content_checksums else None
-        counts = {t: rows for t, (rows, _) in checks.items()} if checks else schema_row_counts(conn, schema)
-        database = conn.info.dbname
+        major, server_version = _server_major(probe)
     tool = find_pg_tool("pg_dump", server_major=major, override=pg_dump)
     if tool.major < major:
         raise ConfigError(
             f"{tool.path} is version {tool.major}, older than the server ({server_version}): pg_dump refuses newer servers",
             f"install pg_dump {major} or newer, or pass its path with --pg-dump",
         )
-    backup_id, created_at = _new_id("pg_dump", f"{database}.{schema}")
-    final = folder / f"{backup_id}.dump"
-    partial = folder / f".{backup_id}.dump.partial"
     clean_conninfo, env = _client_env(conninfo)
-    try:
-        _run_tool(
-            [str(tool.path), "--format=custom", "--schema", schema, "--file", str(partial), "--dbname", clean_conninfo],
-            env,
-            what=f"pg_dump of schema {schema}",
-        )
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    # One snapshot for the counts, the checksums and the dump (pg_dump --snapshot): what
+    # the catalog says about a dump is exactly what the dump holds, even if someone writes.
+    with connect(conninfo) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        # Content checksums read every row: only on request (row counts are cheap).
+        checks = schema_checksums(conn, schema) if content_checksums else None
+        counts = {t: rows for t, (rows, _) in checks.items()} if checks else schema_row_counts(conn, schema)
+        database = conn.info.dbname
+        backup_id, created_at = _new_id("pg_dump", f"{database}.{schema}")
+        final = folder / f"{backup_id}.dump"
+        partial = folder / f".{backup_id}.dump.partial"
+        try:
+            _run_tool(
+                [str(tool.path), "--format=custom", "--schema", schema, "--snapshot", snapshot,
+                 "--file", str(partial), "--dbname", clean_conninfo],
+                env,
+                what=f"pg_dump of schema {schema}",
+            )
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        finally:
+            conn.rollback()
     os.replace(partial, final)
     record = BackupRecord(
         id=backup_id,
