@@ -622,3 +622,41 @@ def test_profiler_same_verdicts_on_raw_like(raw_like: Path, full: Path) -> None:
     after, verdict_after = _verdicts(full)
     assert after == before
     assert verdict_after == verdict_before
+
+
+@needs_ingest
+def test_contract_gate_gives_the_same_verdicts(raw_anon: tuple[Path, Path]) -> None:
+    """The pytest gate itself: the same items fail and warn, with the same counts."""
+    from contracts.gate import run_gate
+
+    raw_db, out = raw_anon
+    before, after = run_gate(raw_db), run_gate(out)
+    assert before.failed or before.warned  # the defective sample gives the gate something to say
+    assert (after.passed, after.exit_code, after.verdict) == (before.passed, before.exit_code, before.verdict)
+    assert sorted(after.failed) == sorted(before.failed)
+    assert sorted(after.warned) == sorted(before.warned)
+    assert after.quality == pytest.approx(before.quality)
+
+
+@needs_ingest
+def test_generated_sample_at_a_tenth_is_closed(raw_db: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "tenth.db"
+    result = run(AnonymizeConfig(source=raw_db, out=out, key_file=keys[0], fraction=0.1))
+    source_tickets = {_norm(v) for v in _column(raw_db, "tickets", "TKT-Ticket ID")}
+    kept = Counter(_norm(v) for v in _column(out, "tickets", "TKT-Ticket ID"))
+    every = Counter(_norm(v) for v in _column(raw_db, "tickets", "TKT-Ticket ID"))
+    assert 0.03 < len(kept) / len(every) < 0.2
+    assert all(every[t] == n for t, n in kept.items())  # duplicate tickets together
+    for table, ref in (("comments", "ticket_id"), ("timesheets", "TS-Crm ID")):
+        refs_before = [_norm(v) for v in _column(raw_db, table, ref)]
+        refs_after = [_norm(v) for v in _column(out, table, ref)]
+        assert all(r in kept for r in refs_after if r in source_tickets), table
+        assert sum(r in kept for r in refs_after) == sum(r in kept for r in refs_before), table
+        orphans_before = sum(r not in source_tickets for r in refs_before)
+        if orphans_before:
+            assert sum(r not in source_tickets for r in refs_after) > 0, f"{table}: orphans must remain"
+        assert result.rows_written(table) == len(refs_after)
+    ids_before = Counter(_norm(v) for v in _column(raw_db, "comments", "comment_id"))
+    for cid, n in Counter(_norm(v) for v in _column(out, "comments", "comment_id")).items():
+        assert n == ids_before[cid]  # duplicate comment ids together
+    assert_nothing_survives(raw_db, out)
