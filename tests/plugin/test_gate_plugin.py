@@ -274,6 +274,7 @@ def test_perf_tests_are_skipped_unless_asked(pytester: pytest.Pytester) -> None:
 # --- the sample databases of the project --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_raw_database_fails_and_clean_one_passes(pytester: pytest.Pytester, raw_db: Path, clean_raw_db: Path, manifest: dict) -> None:
     raw = run_gate(pytester, "--source", str(raw_db), "--contracts-report", "raw.json", "-q")
     assert raw.ret == 1
