@@ -459,6 +459,33 @@ def test_xml_text(text: str, xml: str) -> None:
     assert sample.xml_text(text) == xml
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["zip", "zip64"])
+def test_sheet_writer_round_trip(tmp_path: Path, large: bool) -> None:
+    from python_calamine import CalamineWorkbook
+
+    path = tmp_path / "w.xlsx"
+    writer = sample.SheetWriter(path, ["text", "number", "when", "day"], rows=2, large=large, empty_trailing=2)
+    writer.write(["a & b\r\nc", 3652948, datetime(2025, 7, 1, 8, 30), date(2025, 7, 2)])
+    writer.write([" PendingAssignment", 7.25, None, ""])
+    writer.close()
+    header, rows = read_sheet(path)
+    assert header == ["text", "number", "when", "day", None, None]
+    assert rows == [
+        ("a & b\r\nc", 3652948, datetime(2025, 7, 1, 8, 30), datetime(2025, 7, 2), None, None),
+        (" PendingAssignment", 7.25, None, "", None, None),
+    ]
+    grid = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    assert grid[1][:3] == ["a & b\r\nc", 3652948.0, datetime(2025, 7, 1, 8, 30)]
+    assert grid[2][:2] == [" PendingAssignment", 7.25]
+
+
+def test_sheet_writer_checks_the_planned_row_count(tmp_path: Path) -> None:
+    writer = sample.SheetWriter(tmp_path / "w.xlsx", ["a"], rows=2)
+    writer.write(["only one"])
+    with pytest.raises(AssertionError, match="wrote 1 rows, planned 2"):
+        writer.close()
+
+
 def test_column_letters() -> None:
     assert [sample.column_letter(i) for i in (0, 25, 26, 51, 59, 701, 702)] == ["A", "Z", "AA", "AZ", "BH", "ZZ", "AAA"]
 
