@@ -230,7 +230,8 @@ def test_trailing_empty_columns_dropped_and_counted(tmp_path: Path) -> None:
         assert sheet.header == ("id", "(column B)", "(column C)", "name")
         got = [row for batch in sheet.batches() for row in batch]
         assert got == [(1, None, None, "x"), (2, None, None, None)]
-        assert sheet.dropped_columns == 29 - 4  # up to AC
+        # The header row's cells reach AB (28 columns); later rows count by their values.
+        assert sheet.dropped_columns == 28 - 4
         assert sheet.dropped_values == 1  # G3 held a value under no header
 
 
@@ -258,6 +259,33 @@ def test_cells_without_references_and_prefixed_namespace(tmp_path: Path) -> None
     header, got = read_all(path)
     assert header == ("id", "value", "third")
     assert got == [(1, None, 2)]
+
+
+@pytest.mark.parametrize("prefix", ["", "x"])
+@pytest.mark.parametrize("chunk", [7, 37, 64, 1 << 18])
+def test_blank_cells_cut_before_parsing_change_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, prefix: str
+) -> None:
+    """Styled blanks are cut from the bytes after the header; any chunk size reads the same."""
+    import pipeline.xlsx as xlsx
+
+    monkeypatch.setattr(xlsx, "CHUNK_BYTES", chunk)
+    header = '<row r="1">' + inline("A1", "a") + inline("B1", "b") + inline("C1", "c") + '<c r="D1" s="0"/><c r="E1" s="1" /></row>'
+    rows = [header]
+    expected = []
+    for r in range(2, 60):
+        rows.append(
+            f'<row r="{r}"><c r="A{r}" s="1"/><c r="B{r}"><v>{r}</v></c><c r="C{r}" s="0"/>'
+            f'<c r="D{r}" t="inlineStr"/><c r="E{r}"/><c r="XFD{r}" s="3"/></row>'
+        )
+        expected.append((None, r, None))
+    path = write_xlsx(tmp_path / "blanks.xlsx", "".join(rows), prefix=prefix)
+    with open_first_sheet(path) as sheet:
+        got = [row for batch in sheet.batches() for row in batch]
+        assert sheet.header == ("a", "b", "c")
+        assert got == expected
+        assert sheet.dropped_columns == 2  # D1 and E1 in the header row
+        assert sheet.dropped_values == 58  # the '' in column D of every row
 
 
 def test_batches_bound_the_rows_held(tmp_path: Path) -> None:
