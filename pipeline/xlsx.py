@@ -66,6 +66,10 @@ rows in 1.2 GB of sheet XML, 784,029 comments, 77,755 tickets) ingest peaked at 
 RSS (107 s CPU, 367 s wall on the shared machine; a 525 MB database), while
 python-calamine alone peaked at 2,029 MB reading the 1M-row timesheet workbook.
 
+Styled blank cells (``<c r="K2" s="0"/>``: exports may carry thousands per row) are cut
+out of the XML bytes by a regular expression before expat sees them: a sheet of 3,000
+rows x (10 values + 1,000 trailing blank cells) reads in 0.5 s CPU instead of 3.5 s.
+
 Also tried on 50,000 x 21 and 20,000 x 10 openpyxl-written sheets: fastexcel 0.21
 (0.9 s, 166 MB and 0.5 s, 223 MB) builds typed Arrow columns, so a column mixing
 text and date cells is coerced and ``''`` is read as null; an ElementTree pull parser
