@@ -482,10 +482,6 @@ SENTENCES = (
 )
 
 
-def _weighted(rng: random.Random, items: Sequence[tuple[Any, float]]) -> Any:
-    return rng.choices([v for v, _ in items], [w for _, w in items])[0]
-
-
 class _Cumulative:
     """Fast weighted choice over a fixed table (``random.choices`` rebuilds its table)."""
 
