@@ -221,6 +221,10 @@ def _class_of(ch: str) -> int:
     return _KEEP
 
 
+# (class << 8 | drawn byte) -> the replacement character's code (class 0: unused).
+_REPLACEMENT = np.array(
+    [0 if cls == _KEEP else int(_BASE[cls] + d % _SPAN[cls]) for cls in range(4) for d in range(256)], dtype=np.uint8
+)
 _ASCII_CLASSES = np.array([_class_of(chr(b)) for b in range(128)] + [_KEEP] * 128, dtype=np.uint8)
 
 
@@ -241,21 +245,30 @@ def reshape(text: str, seed: bytes, *, digits_only: bool = False) -> tuple[str, 
         return text, 0
     if len(text) <= _SHORT and text.isascii():
         return _reshape_short(text, seed, digits_only)
-    if text.isascii():  # the common case: one byte per character
+    if text.isascii():  # the common case: one byte per character, one table look-up
         codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
         classes = _ASCII_CLASSES[codes]
-    else:
-        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
-        classes = np.where(codes < 0x10000, _bmp_classes()[np.minimum(codes, 0xFFFF)], _KEEP).astype(np.uint8)
+        if digits_only:
+            classes = np.where(classes == _DIGIT, classes, np.uint8(_KEEP))
+        changed = int(np.count_nonzero(classes))
+        if not changed:
+            return text, 0
+        draw = np.frombuffer(hashlib.shake_256(seed).digest(len(codes)), dtype=np.uint8)
+        index = classes.astype(np.uint16)
+        index <<= 8
+        index |= draw
+        out = _REPLACEMENT[index]
+        np.copyto(out, codes, where=classes == _KEEP)
+        return out.tobytes().decode("ascii"), changed
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    classes = np.where(codes < 0x10000, _bmp_classes()[np.minimum(codes, 0xFFFF)], _KEEP).astype(np.uint8)
     if digits_only:
         classes = np.where(classes == _DIGIT, classes, np.uint8(_KEEP))
     changed = int(np.count_nonzero(classes))
     if not changed:
         return text, 0
     draw = np.frombuffer(hashlib.shake_256(seed).digest(len(codes)), dtype=np.uint8)
-    out = np.where(classes == _KEEP, codes, _BASE[classes] + draw % _SPAN[classes]).astype(codes.dtype)
-    if codes.dtype == np.uint8:
-        return out.tobytes().decode("ascii"), changed
+    out = np.where(classes == _KEEP, codes, _BASE[classes] + draw % _SPAN[classes]).astype("<u4")
     return out.tobytes().decode("utf-32-le", "surrogatepass"), changed
 
 
