@@ -8,6 +8,7 @@ verdict is read back from the gate's JSON report (``--contracts-report``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -50,12 +51,18 @@ def run_gate(
     report: Path | None = None,
     quality_threshold: float | None = None,
     extra_args: Sequence[str] = (),
+    output: Path | None = None,
+    echo: bool = False,
 ) -> GateVerdict:
     """Run the gate on a SQLite file (``source``) or a PostgreSQL schema (``target``).
 
     Raises ``InputFileError`` for a bad ``source``, ``ConfigError`` for bad options
     (both before pytest starts), and ``GateFailed`` when pytest stopped before the gate
     could judge anything. A gate that ran returns its verdict, passed or not.
+
+    pytest's terminal output goes to ``output`` (a log file) when given, to the
+    caller's stdout with ``echo=True``, and is otherwise dropped: the JSON report holds
+    everything, and a pipeline's terminal should show our summary, not pytest's.
     """
     import pytest
 
@@ -100,16 +107,26 @@ def run_gate(
         # Run from the root folder too, so pytest prints ids as they are
         # (``tickets::...``), not relative to the caller's folder. Paths above are absolute.
         cwd = os.getcwd()
+        log_path = Path(output).resolve() if output is not None else root / "gate.log"
         os.chdir(root)
         try:
-            exit_code = int(pytest.main(args))
+            if echo:
+                exit_code = int(pytest.main(args))
+            else:
+                with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+                    exit_code = int(pytest.main(args))
         finally:
             os.chdir(cwd)
+        log_tail = "" if echo else _tail(log_path)
         data = _read_report(report_path)
     if data is None:
         if exit_code == _USAGE_ERROR:
-            raise ConfigError("the contract gate refused its options (see the ERROR line above)", "fix the option named there")
-        raise GateFailed("contract gate", f"pytest stopped before the gate judged anything (exit code {exit_code})", "run `pytest --source DB` by hand to see the error")
+            raise ConfigError(f"the contract gate refused its options: {log_tail}", "fix the option named there")
+        raise GateFailed(
+            "contract gate",
+            f"pytest stopped before the gate judged anything (exit code {exit_code}): {log_tail}",
+            "run `pytest --source DB` by hand to see the error",
+        )
     return GateVerdict(
         passed=exit_code == 0,
         exit_code=exit_code,
@@ -119,6 +136,14 @@ def run_gate(
         verdict=data.get("verdict"),
         report=data,
     )
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
 
 
 def _read_report(path: Path) -> dict[str, Any] | None:

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file (see etl.example.toml)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON lines")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every stage on the terminal (text logs show warnings only by default)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in _available().items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -77,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.config import load_settings
     from pipeline.observe import configure_logging
 
-    configure_logging(args.log_format)
+    # JSON lines are for machines: everything. Text is for people: warnings, unless -v.
+    verbose = args.verbose or args.log_format == "json"
+    configure_logging(args.log_format, logging.INFO if verbose else logging.WARNING)
     try:
         settings = load_settings(args.config)
         module = importlib.import_module(args._module)

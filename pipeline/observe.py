@@ -43,9 +43,12 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO, stream: Text
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setLevel(level)
     root = logging.getLogger("pipeline")
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    # The logger passes INFO on so a run's own log file gets every stage; what the
+    # terminal shows is the handler's level.
+    root.setLevel(min(level, logging.INFO))
     root.propagate = False
 
 

@@ -21,14 +21,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from pipeline.config import Settings
-from pipeline.errors import EtlError, GateFailed, InputFileError, TryAgain
+from pipeline.errors import GateFailed, InputFileError
 from pipeline.observe import JsonFormatter, peak_rss_mb
 from pipeline.sources import sha256_file
 
@@ -186,7 +185,8 @@ class _Recorder:
         except BaseException as exc:
             self.add(StepRecord(name, "failed", time.monotonic() - started, peak_rss_mb(), {"error": str(exc)}))
             raise
-        self.add(StepRecord(name, "ok", time.monotonic() - started, peak_rss_mb(), detail))
+        outcome = detail.pop("_outcome", "ok")
+        self.add(StepRecord(name, outcome, time.monotonic() - started, peak_rss_mb(), detail))
         return detail
 
 
@@ -254,7 +254,7 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
 
     # -- Gate 1 -------------------------------------------------------------------------
     gate1 = _gate(rec, "gate1", run_gate, run_dir, config, source=raw_db)
-    scores["raw"] = gate1.quality
+    scores["raw"] = _quality(gate1)
     migrate_from = raw_db
     if not gate1.passed:
         if gate1.verdict != "CLEAN":
@@ -285,7 +285,7 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
             except GateFailed as exc:
                 return stop(EXIT_GATE2, f"Gate 2 (clean) failed: {exc}")
         gate2 = _gate(rec, "gate2", run_gate, run_dir, config, source=clean_db)
-        scores["clean"] = gate2.quality
+        scores["clean"] = _quality(gate2)
         if not gate2.passed:
             return stop(EXIT_GATE2, _gate_message("Gate 2 (cleaned data)", gate2, run_dir / "gate2.json", "see the audit and quarantine in clean.db"))
         migrate_from = clean_db
@@ -312,13 +312,11 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
         mig = rec.step("migrate", do_migrate)
     except GateFailed as exc:
         return stop(EXIT_GATE3, f"Gate 3 (migration) failed, the live schema is untouched: {exc}")
-    scores["postgres"] = (mig.get("scores") or {}).get("postgres")
 
     # -- post-migration contract run on the live schema ----------------------------------
     conninfo = target.conninfo()
     gate3 = _gate(rec, "gate3", run_gate, run_dir, config, target=conninfo, schema=settings.migrate.schema)
-    if gate3.quality is not None:
-        scores["postgres"] = gate3.quality
+    scores["postgres"] = _quality(gate3)
     if not gate3.passed:
         return stop(
             EXIT_POST,
@@ -340,14 +338,17 @@ def _gate(rec: _Recorder, name: str, run_gate: Callable[..., Any], run_dir: Path
     holder: dict[str, Any] = {}
 
     def do_gate() -> dict[str, Any]:
+        # pytest's own terminal output goes to <gate>.log; the summary is printed by us.
         verdict = run_gate(
             settings_file=config.config_file,
             junitxml=run_dir / f"{name}-junit.xml",
             report=run_dir / f"{name}.json",
+            output=run_dir / f"{name}.log",
             **where,
         )
         holder["v"] = verdict
         return {
+            "_outcome": "ok" if verdict.passed else "failed",
             "passed": verdict.passed,
             "verdict": verdict.verdict,
             "quality": verdict.quality,
@@ -356,10 +357,15 @@ def _gate(rec: _Recorder, name: str, run_gate: Callable[..., Any], run_dir: Path
         }
 
     rec.step(name, do_gate)
-    verdict = holder["v"]
-    if not verdict.passed:
-        rec.steps[-1].outcome = "failed"
-    return verdict
+    return holder["v"]
+
+
+def _quality(verdict: Any) -> dict[str, Any] | None:
+    """The gate's quality score with its dimensions (the profiler's, from the report)."""
+    quality = (verdict.report.get("profile") or {}).get("quality")
+    if quality is None and verdict.quality is not None:
+        quality = {"score": verdict.quality, "grade": None, "dimensions": {}}
+    return quality
 
 
 def _gate_message(gate: str, verdict: Any, report: Path, remedy: str) -> str:
@@ -394,14 +400,16 @@ def _finish_outputs(result: RunResult, config: RunConfig) -> None:
                 pm.rows_counted(table, "read", n)
         pm.finished(result.exit_code == 0, previous=result.run_dir / "metrics.prom")
         pm.write(result.run_dir / "metrics.prom")
-    except Exception:  # metrics must never turn a finished run into a failure
-        log.warning("could not write metrics.prom", exc_info=True)
+    except Exception as exc:  # metrics must never turn a finished run into a failure
+        log.warning("could not write metrics.prom: %s", exc)
+        log.debug("metrics.prom", exc_info=True)
     try:
         from pipeline.report import write_report
 
         write_report(result.run_dir)
-    except Exception:
-        log.warning("could not write report.html", exc_info=True)
+    except Exception as exc:
+        log.warning("could not write report.html: %s", exc)
+        log.debug("report.html", exc_info=True)
 
 
 # --- CLI ---------------------------------------------------------------------------------
@@ -498,4 +506,6 @@ def _print_result(result: RunResult) -> None:
 
 
 def _fmt(score: Any) -> str:
+    if isinstance(score, dict):
+        score = score.get("score")
     return "-" if score is None else f"{float(score):.1f}"
