@@ -51,16 +51,31 @@ def _openpyxl_pass(folder: Path) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+# The child reports VmHWM, the peak of its own address space: ru_maxrss survives exec
+# on Linux, so a child of this (large) pytest process would report the parent's peak.
 _CHILD = """
 import json, sys
 from pathlib import Path
 from pipeline.config import Settings
 from pipeline.ingest import IngestConfig, run
-from pipeline.observe import peak_rss_mb
+
+def vm_hwm_mb():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
 folder, out = Path(sys.argv[1]), Path(sys.argv[2])
-before = peak_rss_mb()
+before = vm_hwm_mb()
 result = run(IngestConfig(folder / "tickets.xlsx", folder / "comments.xlsx", folder / "timesheets.xlsx", out, Settings()))
-print(json.dumps({"peak_rss_mb": result.peak_rss_mb, "after_imports_mb": before, "seconds": result.seconds}))
+peak = vm_hwm_mb()
+print(json.dumps({"peak_rss_mb": round(peak if peak is not None else result.peak_rss_mb, 1),
+                  "after_imports_mb": round(before, 1) if before is not None else None,
+                  "seconds": result.seconds}))
 """
 
 
