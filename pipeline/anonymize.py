@@ -65,7 +65,7 @@ import numpy as np
 from contracts.schemas import REGISTRY, contract_for
 from contracts.spec import facts, is_long_text, is_personal, placeholders
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, InputFileError
+from pipeline.errors import ConfigError, InputFileError, ResourceExhausted
 from pipeline.observe import Progress, stage_trace
 from pipeline.sources import check_sqlite_file, quote_sqlite
 from pipeline.values import detect_kind, is_placeholder, placeholder_set, to_integer
@@ -703,7 +703,14 @@ def run(config: AnonymizeConfig) -> AnonymizeResult:
                 os.fsync(fh.fileno())
             os.replace(tmp, out)
         except sqlite3.DatabaseError as exc:
-            raise InputFileError(f"--source {source} cannot be read as SQLite: {exc}", "check that the file is not truncated or still being written") from None
+            text = str(exc)
+            if "disk is full" in text:
+                raise ResourceExhausted(
+                    f"writing {out} failed: {text}", f"free space in {out.parent.resolve()} (the copy needs about the source's size), then run again"
+                ) from None
+            if "user-defined function raised exception" in text:
+                raise  # a bug in this module, not bad input: let the CLI report it as one
+            raise InputFileError(f"--source {source} cannot be read as SQLite: {text}", "check that the file is not truncated or still being written") from None
         finally:
             tmp.unlink(missing_ok=True)
         trace.rows = sum(s.rows_written for s in samples)

@@ -681,3 +681,11 @@ def test_reshape_paths_agree(length: int, digits_only: bool) -> None:
     wide = text + "é"  # the non-ASCII path: the same characters before the last one
     out, _ = reshape(wide, b"seed", digits_only=digits_only)
     assert out[:-1] == got[0]
+
+
+def test_a_truncated_source_is_an_input_error(raw_like: Path, keys: tuple[Path, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(raw_like.read_bytes()[:8192])  # the header survives, the tables do not
+    with pytest.raises(InputFileError, match="cannot be read as SQLite"):
+        run(AnonymizeConfig(source=broken, out=tmp_path / "o.db", key_file=keys[0]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.db"]
