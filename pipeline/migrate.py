@@ -269,22 +269,32 @@ def copy_values_sql(plan: TablePlan) -> str:
     return ", ".join(parts)
 
 
-# PostgreSQL binary COPY type names per contract type.
-_BINARY_TYPES = {"bigint": "int8", "numeric": "numeric", "timestamp": "timestamp", "date": "date", "text": "text"}
+# The dumper psycopg uses per contract type in binary COPY. Text goes as "bytea": the
+# binary wire form of text is its raw bytes, so SQLite's bytes pass through untouched
+# and PostgreSQL's textrecv validates them as UTF-8 (a NUL or a bad byte is refused).
+_BINARY_TYPES = {"bigint": "int8", "numeric": "numeric", "timestamp": "timestamp", "date": "date", "text": "bytea"}
 
 
-def _to_datetime(value: str) -> datetime:
-    return datetime.fromisoformat(value)
+# The loader reads text as bytes (no decode: binary COPY sends a text column's bytes as
+# they are, and the server checks they are UTF-8); dates and numbers are decoded here.
 
 
-def _to_date(value: str) -> Any:
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _to_datetime(value: Any) -> datetime:
+    return datetime.fromisoformat(_text(value))
+
+
+def _to_date(value: Any) -> Any:
     from datetime import date
 
-    return date.fromisoformat(value)
+    return date.fromisoformat(_text(value))
 
 
-def _to_decimal(value: str) -> Any:
-    number = Decimal(value)
+def _to_decimal(value: Any) -> Any:
+    number = Decimal(_text(value))
     if not number.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
     return number
@@ -487,6 +497,14 @@ class LoadOutcome:
     rejected_rowids: set[int] = field(default_factory=set)
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # copy, key, indexes, analyze
+    # The source side's checksum, computed from the rows as they were read for the load
+    # (SQLite's canonical text of the raw values; refused rows taken out again).
+    checksum_rows: int = 0
+    checksum_sum: int = 0
+
+    @property
+    def source_checksum(self) -> str:
+        return _checksum_text(self.checksum_rows, self.checksum_sum)
 
 
 class Rejects:
@@ -532,7 +550,8 @@ class Rejects:
 
 def _row_text(columns: Sequence[str], values: Sequence[Any]) -> str:
     """The refused row as JSON (column -> value), NUL shown as \\u0000, capped."""
-    text = json.dumps(dict(zip(columns, values)), default=str, ensure_ascii=False)
+    shown = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+    text = json.dumps(dict(zip(columns, shown)), default=str, ensure_ascii=False)
     return text[:REJECT_TEXT_CHARS]
 
 
@@ -582,23 +601,28 @@ def _copy_batch(
     return _copy_batch(conn, copy_sql, types, rows[:middle], refused) + _copy_batch(conn, copy_sql, types, rows[middle:], refused)
 
 
-def _typed_rows(plan: TablePlan, batch: list[tuple[Any, ...]], refused: Callable[[list[Any], str, str], None]) -> list[Any]:
-    """Dates, timestamps and numbers as Python values; a row with one that is impossible is refused."""
+def _typed_rows(
+    plan: TablePlan, batch: list[tuple[Any, ...]], refused: Callable[[list[Any], str, str], None], hashes: dict[int, int]
+) -> list[Any]:
+    """Rows ready for binary COPY: (rowid, *typed values); a row with an impossible value is refused.
+
+    The last column of each source row is its canonical text: its hash goes to
+    ``hashes`` (rowid -> hash) for the source-side checksum.
+    """
     converters = _converters(plan)
-    if not converters:
-        return batch
     out = []
     for source_row in batch:
         row = list(source_row)
+        hashes[row[0]] = _row_hash(row.pop())
         try:
             for i, convert, _ in converters:
                 value = row[i + 1]
                 if value is not None:
                     row[i + 1] = convert(value)
-        except (ValueError, InvalidOperation, TypeError, OverflowError):
+        except (ValueError, InvalidOperation, TypeError, OverflowError, UnicodeDecodeError):
             name, pgtype = plan.columns[i][0], plan.columns[i][1]
             sqlstate, wording = _REFUSAL[pgtype]
-            refused([source_row], sqlstate, f'{wording}: "{value}" (column {name})')
+            refused([source_row[:-1]], sqlstate, f'{wording}: "{_text(value) if isinstance(value, bytes) and value.isascii() else value}" (column {name})')
             continue
         out.append(row)
     return out
@@ -646,7 +670,7 @@ def load_table(
 
     started = time.monotonic()
     outcome = LoadOutcome()
-    lite = _open_sqlite(source)
+    lite = _open_sqlite(source, text_as_bytes=True)
     conn = connect(conninfo, application_name="servicedesk-etl load")
     columns = plan.column_names
     try:
@@ -667,8 +691,8 @@ def load_table(
             )
             for flagged in _rows_by_rowid(lite, bad_sql, batch_rows):
                 for row in flagged:
-                    column = row[-1]
-                    value = row[1 + columns.index(column)]
+                    column = _text(row[-1])
+                    value = _text(row[1 + columns.index(column)]) if isinstance(row[1 + columns.index(column)], bytes) else row[1 + columns.index(column)]
                     outcome.source_rows += 1
                     outcome.rejected_rowids.add(row[0])
                     rejects.record(
@@ -680,7 +704,7 @@ def load_table(
                         f"{column}: {value!r} is not {reasons[column]}",
                     )
         keep = [*filters, f"NOT ({bad})"] if bad else filters
-        select = f"SELECT rowid, {copy_values_sql(plan)} FROM {table}"
+        select = f"SELECT rowid, {copy_values_sql(plan)}, {canonical_sqlite_sql(plan)} FROM {table}"
         if keep:
             select += " WHERE " + " AND ".join(keep)
         select += " ORDER BY rowid"
@@ -690,13 +714,21 @@ def load_table(
         )
         types = [_BINARY_TYPES[t] for _, t, _ in plan.columns]
 
+        hashes: dict[int, int] = {}
+
         def refused(rows: list[Any], sqlstate: str, message: str) -> None:
-            outcome.rejected_rowids.update(r[0] for r in rows)
+            for r in rows:
+                outcome.rejected_rowids.add(r[0])
+                outcome.checksum_rows -= 1
+                outcome.checksum_sum -= hashes[r[0]]
             rejects.record(schema, plan.name, columns, rows, sqlstate, message)
 
         for batch in _rows_by_rowid(lite, select, batch_rows):
             outcome.source_rows += len(batch)
-            typed = _typed_rows(plan, batch, refused)
+            hashes.clear()
+            typed = _typed_rows(plan, batch, refused, hashes)
+            outcome.checksum_rows += len(batch)
+            outcome.checksum_sum += sum(hashes.values())
             outcome.loaded_rows += _copy_batch(conn, copy_sql, types, typed, refused)
             health.advance(len(batch))
             if progress is not None:
@@ -752,10 +784,14 @@ def _add_key(
     complete = " AND ".join(f"{_q(c)} IS NOT NULL" for c in plan.key)
     where = " AND ".join([*filters, complete])
     duplicates = lite.execute(
-        f"SELECT rowid, {copy_values_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
+        f"SELECT rowid, {copy_values_sql(plan)}, {canonical_sqlite_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
         f"FROM {_q(plan.name)} WHERE {where}) WHERE n_ > 1 ORDER BY rowid"
     ).fetchall()
     duplicates = [d for d in duplicates if d[0] not in outcome.rejected_rowids]
+    for d in duplicates:
+        outcome.checksum_rows -= 1
+        outcome.checksum_sum -= _row_hash(d[-1])
+    duplicates = [d[:-1] for d in duplicates]
     key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.key)
     not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in plan.key)
     deleted = conn.execute(
@@ -812,41 +848,25 @@ def pg_checksum(conninfo: str, schema: str, plan: TablePlan) -> tuple[int, str]:
     return int(rows), _checksum_text(int(rows), int(total))
 
 
-def compare_checksums(
-    conninfo: str, source: Path, schema: str, plans: list[TablePlan], outcomes: dict[str, LoadOutcome], where: dict[str, str] | None = None
-) -> list[TableResult]:
-    """Both sides' checksums, computed at the same time (server work overlaps the Python loop)."""
-    results = []
-    for plan in plans:
-        box: dict[str, Any] = {}
-
-        def on_server(p: TablePlan = plan) -> None:
-            try:
-                box["pg"] = pg_checksum(conninfo, schema, p)
-            except BaseException as exc:  # re-raised in the calling thread
-                box["error"] = exc
-
-        thread = threading.Thread(target=on_server, name=f"checksum-{plan.name}")
-        thread.start()
-        outcome = outcomes[plan.name]
-        src_rows, src_sum = sqlite_checksum(source, plan, where=(where or {}).get(plan.name), skip=outcome.rejected_rowids)
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        pg_rows, pg_sum = box["pg"]
-        results.append(
-            TableResult(
-                name=plan.name,
-                source_rows=outcome.source_rows,
-                loaded_rows=pg_rows,
-                rejected_rows=len(outcome.rejected_rowids),
-                checksum_source=src_sum,
-                checksum_target=pg_sum,
-                seconds=round(outcome.seconds, 3),
+def compare_checksums(conninfo: str, schema: str, plans: list[TablePlan], outcomes: dict[str, LoadOutcome]) -> list[TableResult]:
+    """Each table's server-side checksum (computed in parallel) against the one read at load time."""
+    with ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="checksum") as pool:
+        on_server = {plan.name: pool.submit(pg_checksum, conninfo, schema, plan) for plan in plans}
+        results = []
+        for plan in plans:
+            outcome = outcomes[plan.name]
+            pg_rows, pg_sum = on_server[plan.name].result()
+            results.append(
+                TableResult(
+                    name=plan.name,
+                    source_rows=outcome.source_rows,
+                    loaded_rows=pg_rows,
+                    rejected_rows=len(outcome.rejected_rowids),
+                    checksum_source=outcome.source_checksum,
+                    checksum_target=pg_sum,
+                    seconds=round(outcome.seconds, 3),
+                )
             )
-        )
-        if src_rows != outcome.source_rows - len(outcome.rejected_rowids):
-            log.warning("source changed while migrating", extra={"table": plan.name})
     return results
 
 
@@ -1253,7 +1273,7 @@ def run(config: MigrateConfig) -> MigrateResult:
                 t0 = time.monotonic()
                 where = {p.name: canary_condition(p, settings.migrate.canary_fraction) for p in plans}
                 outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
-                canary_results = compare_checksums(conninfo, source, canary, plans, outcomes, where)
+                canary_results = compare_checksums(conninfo, canary, plans, outcomes)
                 try:
                     _validate(canary_results, "canary", tolerated, rejects.count)
                     scores["canary"] = _contract_gate(config, conninfo, canary, "canary")
@@ -1273,7 +1293,7 @@ def run(config: MigrateConfig) -> MigrateResult:
 
             # 5. validation
             t0 = time.monotonic()
-            results = compare_checksums(conninfo, source, version, plans, outcomes)
+            results = compare_checksums(conninfo, version, plans, outcomes)
             _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
             _validate(results, "migrated schema", tolerated, rejects.count)
             gate = _contract_gate(config, conninfo, version, "migrated")
