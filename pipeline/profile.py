@@ -229,7 +229,8 @@ def profile_source(
     elif errors:
         verdict = "CLEAN"
         by_code = collections.Counter(f.code for f in errors)
-        reasons = [f"{n} error finding{'s' if n > 1 else ''} {code} the cleaner fixes" for code, n in sorted(by_code.items())]
+        listed = ", ".join(f"{code} x{n}" for code, n in sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])))
+        reasons = [f"{len(errors)} error finding{'s' if len(errors) > 1 else ''} the cleaner fixes: {listed}"]
     else:
         verdict = "PROCEED"
         reasons = ["no critical or error finding"]
