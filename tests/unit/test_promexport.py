@@ -290,8 +290,10 @@ def test_alert_rules_fire_on_written_metrics(tmp_path: Path) -> None:
     failed.rows_counted("comments", "read", 1000)
     failed.rows_counted("comments", "quarantined", 5)
     failed.rows_counted("comments", "rejected", 3)
-    failed.stage("profile", 420.0, peak_bytes=600 * 1024 * 1024)
+    failed.stage("ingest", 20.0, peak_bytes=300 * 1024 * 1024)
+    failed.stage("gate1", 420.0, peak_bytes=3 * 1024**3)
     failed.stage("clean", 60.0, peak_bytes=100 * 1024 * 1024)
+    failed.stage("migrate", 1200.0, peak_bytes=100 * 1024 * 1024)
     failed.last_success.set(0)
     failed.last_run.set(1000)
     healthy = PipelineMetrics()
@@ -343,8 +345,16 @@ def test_alert_rules_fire_on_written_metrics(tmp_path: Path) -> None:
                         ],
                     },
                     {"eval_time": "10m", "alertname": "ServiceDeskEtlQuarantineHigh", "exp_alerts": [{"exp_labels": {"severity": "warning", "table": "tickets"}}]},
-                    {"eval_time": "10m", "alertname": "ServiceDeskEtlStageOverServiceLevel", "exp_alerts": [{"exp_labels": {"severity": "warning", "stage": "profile"}}]},
-                    {"eval_time": "10m", "alertname": "ServiceDeskEtlPeakMemoryHigh", "exp_alerts": [{"exp_labels": {"severity": "warning", "stage": "profile"}}]},
+                    {
+                        "eval_time": "10m",
+                        "alertname": "ServiceDeskEtlStageOverServiceLevel",
+                        "exp_alerts": [
+                            {"exp_labels": {"severity": "warning", "stage": "gate1"}},
+                            {"exp_labels": {"severity": "warning", "stage": "migrate"}},
+                            {"exp_labels": {"severity": "warning"}},  # 1,700 s in all: over 25 min
+                        ],
+                    },
+                    {"eval_time": "10m", "alertname": "ServiceDeskEtlPeakMemoryHigh", "exp_alerts": [{"exp_labels": {"severity": "warning", "stage": "gate1"}}]},
                     {"eval_time": "10m", "alertname": "ServiceDeskEtlMetricsMissing", "exp_alerts": []},
                 ],
             },
