@@ -612,6 +612,7 @@ class _Builder:
                 f"output: the temporary output {self.temp} is gone or no longer writable",
                 "check that nothing else removes or locks files in that folder, then run again",
             )
+        log.debug("health: %.0f MB free for the output, %.0f MB resident, %.0f MB available", free / MB, rss, available)
 
     def _advance(self, rows: int) -> None:
         self.rows_since_check += rows

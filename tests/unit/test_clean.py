@@ -580,3 +580,13 @@ def test_a_damaged_source_is_a_clear_input_error(tmp_path):
     with pytest.raises(InputFileError, match="damaged|cannot be opened"):
         run_clean(src, tmp_path / "clean.db")
     assert not (tmp_path / "clean.db").exists() and no_leftovers(tmp_path) == []
+
+
+def test_health_is_checked_every_n_rows(tmp_db, caplog):
+    src = tmp_db(comments=[{"comment_id": i} for i in range(1, 41)])
+    settings = Settings().with_overrides(**{"clean.health_check_rows": 10, "clean.batch_rows": 5})
+    with caplog.at_level("DEBUG", logger="pipeline.clean"):
+        result = run_clean(src, settings=settings)
+    checks = [r for r in caplog.records if r.name == "pipeline.clean" and r.getMessage().startswith("health:")]
+    rows = sum(t.rows_in for t in result.tables.values())
+    assert len(checks) == 1 + rows // 10  # once before writing, then every 10 rows
