@@ -198,7 +198,7 @@ def check_workbook_file(path: Path, what: str) -> None:
             )
         raise InputFileError(
             f"{what} {path} is a legacy .xls (OLE2) file, not an XLSX workbook",
-            "open it in Excel and save it as Excel Workbook (.xlsx)",
+            "open it in Excel and save it as Excel Workbook (.xlsx), without a password",
         )
     if head.startswith(SQLITE_MAGIC[:8]):
         raise InputFileError(f"{what} {path} is a SQLite database, not an XLSX workbook", "give the exported .xlsx file")
