@@ -415,6 +415,51 @@ class _Distinct:
         return int(round(raw))
 
 
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_TIME_BASED = ("iso", "day_first", "month_first", "slash_ambiguous")
+
+
+class _DateReader:
+    """``dates.date_readings`` with the date part and the time part of ``date time`` text
+    remembered: a column of a million unique timestamps holds a few hundred days and at
+    most 86,400 times of day. Anything else goes to ``date_readings`` whole."""
+
+    def __init__(self) -> None:
+        self.days: dict[str, tuple] = {}
+        self.times: dict[str, tuple | None] = {}
+
+    def __call__(self, value: Any) -> tuple:
+        if type(value) is str:
+            text = value.strip()
+            day, sep, tm = text.partition(" ")
+            if sep:
+                hms = self.times.get(tm, _UNSET)
+                if hms is _UNSET:
+                    m = _TIME.match(tm)
+                    hms = None
+                    if m:
+                        h, mi, se = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+                        if h <= 23 and mi <= 59 and se <= 59:
+                            hms = (h, mi, se, len(m.group(1)) == 2)
+                    if len(self.times) < 2 * CACHE_MAX:
+                        self.times[tm] = hms
+                if hms is not None:
+                    base = self.days.get(day)
+                    if base is None:
+                        base = date_readings(day)
+                        if len(self.days) < 2 * CACHE_MAX:
+                            self.days[day] = base
+                    label, df, mf = base
+                    if label in _TIME_BASED and (label != "iso" or hms[3]):  # ISO wants HH
+                        h, mi, se = hms[0], hms[1], hms[2]
+                        return (
+                            label,
+                            None if df is None else df.replace(hour=h, minute=mi, second=se),
+                            None if mf is None else mf.replace(hour=h, minute=mi, second=se),
+                        )
+        return date_readings(value)
+
+
 def _order_key(order: Order | None) -> int:
     return 1 if order is Order.MONTH_FIRST else 0
 
@@ -433,6 +478,7 @@ class _ColumnScan:
         self.sampled = 0
         self.caches: dict[type, dict] = {}
         self.kind_cache: dict[Any, str | None] = {}
+        self.read_date = _DateReader()
         self.unique_heavy: bool | None = None  # decided on the first full batch
         self.distinct = _Distinct()
         self.num_min: Any = None
@@ -515,7 +561,7 @@ class _ColumnScan:
         if s.kind is None and type(value) is not str:
             return None  # numbers in a column without contract are numbers, not serials
         try:
-            label, df, mf = date_readings(value)
+            label, df, mf = self.read_date(value)
         except (DateParseError, ValueError, OverflowError):
             label, df, mf = "unparseable", None, None
         hits.append("date:" + label)

@@ -157,6 +157,8 @@ class SQLiteSource:
             f"GROUP BY {cols} HAVING count(*) > 1"
         )
         total = self.conn.execute(f"SELECT coalesce(sum(n - 1), 0) FROM ({sql})").fetchone()[0]
+        if not total:  # each query is a full scan: no second one for a clean table
+            return 0, []
         sample = self.conn.execute(f"{sql} ORDER BY n DESC LIMIT ?", (limit,)).fetchall()
         return int(total), [tuple(r[:-1]) for r in sample]
 
@@ -176,12 +178,17 @@ class SQLiteSource:
         if ignore:
             where += f" AND {c} NOT IN ({', '.join('?' for _ in ignore)})"
             params.extend(ignore)
-        total = self.conn.execute(f"SELECT count(*) FROM {t} WHERE {where}", params).fetchone()[0]
         # NOT IN over an uncorrelated subquery: SQLite builds one ephemeral index of the
         # targets (n log m). The correlated NOT EXISTS form scanned the target table once
-        # per row (n x m: 95 s for 39K timesheets against 3K tickets).
-        orphan_sql = f"FROM {t} WHERE {where} AND {c} NOT IN (SELECT {tc} FROM {tt} WHERE {tc} IS NOT NULL)"
-        count = self.conn.execute(f"SELECT count(*) {orphan_sql}", params).fetchone()[0]
+        # per row (n x m: 95 s for 39K timesheets against 3K tickets). Total and orphans
+        # in one scan; the sample only when there are orphans.
+        targets = f"(SELECT {tc} FROM {tt} WHERE {tc} IS NOT NULL)"
+        total, count = self.conn.execute(
+            f"SELECT count(*), coalesce(sum({c} NOT IN {targets}), 0) FROM {t} WHERE {where}", params
+        ).fetchone()
+        if not count:
+            return 0, int(total), []
+        orphan_sql = f"FROM {t} WHERE {where} AND {c} NOT IN {targets}"
         sample = self.conn.execute(f"SELECT DISTINCT {c} {orphan_sql} LIMIT ?", [*params, limit]).fetchall()
         return int(count), int(total), [r[0] for r in sample]
 

@@ -616,3 +616,28 @@ def test_cli_rejects_bad_input(tmp_path: Path) -> None:
         profile.command(_cli(["--source", str(db), "--sample-size", "0"]), Settings())
     with pytest.raises(InputFileError):
         profile.command(_cli(["--source", str(db), "--out", str(db)]), Settings())
+
+
+# --- the memoised date reader agrees with dates.date_readings ----------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pipeline.dates import date_readings  # noqa: E402
+
+_parts = st.integers(min_value=0, max_value=35)
+_sep = st.sampled_from([" ", "  ", "T", ""])
+
+
+@given(
+    st.one_of(
+        st.builds(lambda d, m, y, h, mi, s, sp: f"{d}/{m}/{y}{sp}{h}:{mi:02d}{s}", _parts, _parts, st.sampled_from([2025, 1999]), st.integers(0, 30), st.integers(0, 70), st.sampled_from(["", ":05", ":99"]), _sep),
+        st.builds(lambda m, d, h, mi, sp: f"2025-{m:02d}-{d:02d}{sp}{h}:{mi:02d}", st.integers(0, 13), st.integers(0, 32), st.sampled_from(["8", "08", "23", "24"]), st.integers(0, 60), _sep),
+        st.builds(lambda d, t: f"{d} {t}", st.sampled_from(["45900", "2/07/2025", "2025-05-20", "x"]), st.sampled_from(["4:21 PM", "10:00", "10:00:00.5", ""])),
+        st.text(max_size=20),
+    )
+)
+def test_date_reader_agrees_with_date_readings(value: str) -> None:
+    reader = profile._DateReader()
+    assert reader(value) == date_readings(value)
+    assert reader(value) == date_readings(value)  # memoised: the same again
