@@ -64,6 +64,7 @@ class RunConfig:
     config_file: Path | None = None
     force: bool = False
     data_dir: Path | None = None  # the embedded server's data folder
+    metrics_textfile: Path | None = None  # also publish metrics.prom here (node_exporter textfile collector)
 
 
 @dataclass
@@ -273,7 +274,8 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
                 res = clean.run(clean.CleanConfig(raw_db, clean_db, settings, audit_trail=run_dir / "audit.jsonl"))
                 _write_json(run_dir / "clean.json", res.to_json())
                 return {
-                    "rows": sum(t.rows_out for t in res.tables.values()) if hasattr(next(iter(res.tables.values()), None), "rows_out") else 0,
+                    "rows": sum(t.rows_out for t in res.tables.values()),
+                    "quarantined_by_table": {name: t.quarantined for name, t in res.tables.items()},
                     "audit_rows": res.audit_rows,
                     "quarantined": sum(q["count"] for q in res.quarantine),
                     "score_before": res.quality_before.get("score"),
@@ -394,12 +396,21 @@ def _finish_outputs(result: RunResult, config: RunConfig) -> None:
         for s in result.steps:
             if s.name.startswith("gate"):
                 pm.gate_outcome(s.name, s.outcome == "ok")
-        ingest_step = next((s for s in result.steps if s.name == "ingest"), None)
-        if ingest_step:
-            for table, n in (ingest_step.detail.get("rows_by_table") or {}).items():
-                pm.rows_counted(table, "read", n)
-        pm.finished(result.exit_code == 0, previous=result.run_dir / "metrics.prom")
+        by_step = {s.name: s.detail for s in result.steps}
+        for table, n in (by_step.get("ingest", {}).get("rows_by_table") or {}).items():
+            pm.rows_counted(table, "read", n)
+        for table, n in (by_step.get("clean", {}).get("quarantined_by_table") or {}).items():
+            pm.rows_counted(table, "quarantined", n)
+        for t in by_step.get("migrate", {}).get("tables") or []:
+            pm.rows_counted(t["name"], "written", t["loaded_rows"])
+            pm.rows_counted(t["name"], "rejected", t["rejected_rows"])
+        # A stable path (the textfile collector's folder) carries the last success over
+        # from the previous run; the run folder keeps its own copy.
+        published = config.metrics_textfile
+        pm.finished(result.exit_code == 0, previous=published if published and published.exists() else None)
         pm.write(result.run_dir / "metrics.prom")
+        if published:
+            pm.write(published)
     except Exception as exc:  # metrics must never turn a finished run into a failure
         log.warning("could not write metrics.prom: %s", exc)
         log.debug("metrics.prom", exc_info=True)
@@ -428,6 +439,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, help="parent folder of run folders (default .servicedesk/runs)")
     parser.add_argument("--data-dir", type=Path, help="embedded server data folder (default .servicedesk/pg)")
     parser.add_argument("--force", action="store_true", help="migrate even if this source was already migrated")
+    parser.add_argument(
+        "--metrics-textfile",
+        type=Path,
+        help="also write the run's metrics here, e.g. /var/lib/node_exporter/textfile/servicedesk_etl.prom",
+    )
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -442,6 +458,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         config_file=Path(args.config) if args.config else None,
         force=args.force,
         data_dir=args.data_dir,
+        metrics_textfile=args.metrics_textfile,
     )
     result = run(config, on_step=_print_step)
     _print_result(result)
