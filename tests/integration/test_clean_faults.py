@@ -6,7 +6,6 @@ full disk is a 2 MB tmpfs mounted for the test.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
