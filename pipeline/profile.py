@@ -594,9 +594,17 @@ class _ColumnScan:
     # -- one batch of the column
 
     def feed(self, col: tuple, key_at: Callable[[int], Any], sample_first: int, stride: int) -> None:
-        self.nulls += col.count(None)
-        types = collections.Counter(map(type, col))
-        self.storage.update(types)
+        nulls = col.count(None)
+        self.nulls += nulls
+        types = set(map(type, col))
+        if nulls:
+            types.discard(type(None))
+        if len(types) == 1:  # the usual case: one storage class besides NULL
+            self.storage[next(iter(types))] += len(col) - nulls
+        elif types:
+            self.storage.update(v for v in map(type, col) if v is not type(None))
+        if nulls:
+            self.storage[type(None)] += nulls
         # 5 == 5.0 in Python: with both storages present, count (type, value) pairs.
         pairs = (int in types and float in types) or bool in types
         items: Any
