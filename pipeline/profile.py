@@ -17,8 +17,13 @@ How it reads the data (bounded memory, one pass per table):
 - storage classes come from the values themselves (SQLite hands out ``int``, ``float``,
   ``str``, ``bytes``, ``None`` per storage class), so no extra ``typeof`` scan is needed;
 - distinct counts are exact up to ``DISTINCT_EXACT`` values per column, then a
-  HyperLogLog estimate (2^14 registers, about 0.8% standard error) with a deterministic
-  hash; ``ColumnProfile.distinct_estimated`` says which;
+  HyperLogLog estimate (2^14 registers, about 0.8% standard error; Python's string
+  hashes are salted per process, so an estimate may move by about 1% between runs);
+  ``ColumnProfile.distinct_estimated`` says which. No ``count(DISTINCT)`` query: it
+  would be one more full scan (and sort) per column;
+- clean values take fast paths (text without rules, integers within range, long text
+  without NUL/CR/blank runs); timestamps are read with their day and time-of-day parts
+  memoised;
 - whole-table questions go to SQL through the protocol: ``duplicate_keys`` and
   ``orphans`` (asked before the pass, so that the pass can find the keys of the rows
   holding the sampled orphan values).
@@ -153,7 +158,7 @@ def run(config: ProfileConfig) -> ProfileResult:
     with stage_trace("profile", log) as trace:
         with SQLiteSource(config.source) as source:
             digest = sha256_file(source.path)
-            result = profile_source(source, config.settings, full=config.full, source_sha256=digest)
+            result = profile_source(source, config.settings, full=config.full, source_sha256=digest, progress=True)
         trace.rows = sum(t.rows for t in result.tables.values())
         trace.fields.update(verdict=result.verdict, score=result.quality.score, findings=len(result.findings))
         if config.out is not None:
