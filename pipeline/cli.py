@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "anonymize": ("pipeline.anonymize", "write a shareable copy: keyed pseudonyms, every quirk kept, optional sample"),
     "run": ("pipeline.run", "the whole pipeline: preflight, ingest, three gates, cut-over"),
     "demo": ("pipeline.run", "sample data through the whole pipeline into the embedded server"),
+    "sla": ("pipeline.sla", "the latest benchmark run against the service levels and the run before"),
     "report": ("pipeline.report", "write the self-contained HTML report of a run folder (report.html)"),
 }
 

@@ -245,7 +245,10 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
         res = preflight.run(
             preflight.PreflightConfig(source=raw_db, target=target, settings=settings, work_dirs=(run_dir,))
         )
-        return res.as_dict()
+        data = res.as_dict()
+        if data["status"] == "FAIL":  # the step's outcome, in progress.json and metrics.prom
+            data["_outcome"] = "failed"
+        return data
 
     pre = rec.step("preflight", do_preflight)
     if pre["status"] == "FAIL":
