@@ -1136,7 +1136,8 @@ def _finish_column(table: str, rows: int, scan: _ColumnScan, settings: Settings)
     lo: Any = None
     hi: Any = None
     if decision is not None and scan.dt_min[oi] is not None:
-        lo, hi = scan.dt_min[oi].strftime("%Y-%m-%d %H:%M:%S"), scan.dt_max[oi].strftime("%Y-%m-%d %H:%M:%S")
+        fmt = "%Y-%m-%d" if s.kind == "date" else "%Y-%m-%d %H:%M:%S"
+        lo, hi = scan.dt_min[oi].strftime(fmt), scan.dt_max[oi].strftime(fmt)
     elif scan.num_min is not None and (s.kind in ("integer", "numeric") or not contract):
         lo, hi = _key_json(scan.num_min), _key_json(scan.num_max)
     elif scan.text_min is not None and not s.personal and not (contract and s.long_text):
