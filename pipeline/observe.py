@@ -53,10 +53,25 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO, stream: Text
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux ru_maxrss is KiB)."""
-    import resource
+    """Peak resident memory of this process so far, in MB.
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Linux: VmHWM from /proc/self/status, the peak of this process's own address space.
+    ru_maxrss survives fork and exec there, so a pipeline started by a large parent (a
+    pytest session, a scheduler) would report the parent's peak. Elsewhere ru_maxrss
+    (KiB on Linux, bytes on macOS).
+    """
+    import resource
+    import sys
+
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def current_rss_mb() -> float:
