@@ -890,6 +890,17 @@ class _NullStream:
 # --- profiling and the gate -----------------------------------------------------------------
 
 
+class DataTablesSource(SQLiteSource):
+    """A database as the cleaner's gate judges it: without ``_audit`` and ``_quarantine``.
+
+    The bookkeeping tables are history, not data: profiling them would cost a pass over
+    every audit row and score the old values the cleaner replaced.
+    """
+
+    def tables(self) -> list[str]:
+        return [t for t in super().tables() if t not in (AUDIT_TABLE, QUARANTINE_TABLE)]
+
+
 def _profile(path: Path, settings: Settings, today: date, progress: bool = False) -> Any:
     """Gate 1's profile of a database: the same scorer before and after cleaning.
 
@@ -898,7 +909,7 @@ def _profile(path: Path, settings: Settings, today: date, progress: bool = False
     """
     from pipeline.profile import profile_source
 
-    with SQLiteSource(path) as source:
+    with DataTablesSource(path) as source:
         return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()), progress=progress)
 
 
@@ -929,7 +940,7 @@ def _score_json(profile: Any) -> dict[str, Any]:
 def _contract_run(path: Path, settings: Settings, today: date) -> Any:
     from contracts.executor import execute
 
-    with SQLiteSource(path) as source:
+    with DataTablesSource(path) as source:
         return execute(source, settings, today=today)
 
 
