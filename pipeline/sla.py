@@ -286,26 +286,25 @@ def _seconds(value: float | None) -> str:
 
 def format_report(report: SlaReport) -> str:
     lines = [f"latest:   {report.latest}", f"previous: {report.previous or '(none: nothing to compare with)'}", ""]
-    header = f"{'stage':<10} {'part':<8} {'rows':>9} {'time':>9} {'peak MB':>8}  {'service level':<44} {'vs previous':<16} verdict"
-    lines += [header, "-" * len(header)]
+    header = f"{'stage':<10} {'part':<9} {'rows':>9} {'time':>9} {'peak MB':>8}  {'verdict':<7} {'vs previous':<22} service level"
+    lines += [header, "-" * (len(header) + 40)]
     for c in report.checks:
         m = c.measurement
         if c.sla_status == "none":
             sla = "-"
         else:
             shown = f"{'projected ' if c.projected else ''}{_seconds(c.sla_value)}"
-            sla = f"{c.sla_status} ({shown} vs {c.sla})"
+            sla = f"{c.sla_status}: {shown} against {c.sla}"
         if c.memory_status != "none":
-            sla += f"; memory {c.memory_status}"
+            sla += f"; memory {c.memory_status} against {c.memory_sla}"
         if c.ratio is None:
             versus = "-"
         else:
-            versus = f"x{c.ratio:.2f} ({_seconds(c.previous_seconds)})" + (" REGRESSED" if c.regressed else "")
+            versus = f"x{c.ratio:.2f} of {_seconds(c.previous_seconds)}" + (" SLOWER" if c.regressed else "")
         rows = f"{m.rows:,}" if m.rows else "-"
         peak = f"{m.peak_mb:.0f}" if m.peak_mb is not None else "-"
         lines.append(
-            f"{m.stage:<10} {m.part or '-':<8} {rows:>9} {_seconds(m.seconds):>9} {peak:>8}  {sla:<44} {versus:<16} "
-            f"{'FAIL' if c.failed else 'ok'}"
+            f"{m.stage:<10} {m.part or '-':<9} {rows:>9} {_seconds(m.seconds):>9} {peak:>8}  {'FAIL' if c.failed else 'ok':<7} {versus:<22} {sla}"
         )
     lines.append("")
     broken = sum(1 for c in report.checks if "BREAK" in (c.sla_status, c.memory_status))
