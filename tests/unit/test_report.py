@@ -318,3 +318,20 @@ def test_quality_chart_draws_one_bar_per_known_value() -> None:
     svg = report.svg_grouped_bars(["a", "b"], [("s1", "#000", [10.0, None]), ("s2", "#111", [100.0, 50.0])], "t <x>")
     assert svg.count("<rect") == 3 + 2  # three bars, two legend swatches
     assert "t &lt;x&gt;" in svg and "<x>" not in svg
+
+
+def test_a_run_that_needed_no_cleaning_says_so(full_run: Path) -> None:
+    """Gate 1 passed: the raw file was migrated as it is, and the report says why there is no cleaning."""
+    gate1 = json.loads((full_run / "gate1.json").read_text())
+    gate1.update(passed=True, verdict="PROCEED", failed=[])
+    _write(full_run, "gate1.json", gate1)
+    (full_run / "clean.json").unlink()
+    (full_run / "gate2.json").unlink()
+    result = json.loads((full_run / "result.json").read_text())
+    result["steps"] = [s for s in result["steps"] if s["name"] not in ("clean", "gate2")]
+    result["scores"]["clean"] = None
+    _write(full_run, "result.json", result)
+    text = report.write_report(full_run).read_text(encoding="utf-8")
+    assert "not needed: Gate 1 passed" in _section(text, "cleaning")
+    assert "not needed: Gate 1 passed" in _section(text, "verdicts")  # the Gate 2 line
+    assert "INCONSISTENT_DATE_FORMAT" in _section(text, "dates")  # the profile's date findings remain
