@@ -267,7 +267,8 @@ def svg_grouped_bars(categories: Sequence[str], series: Sequence[tuple[str, str,
                 f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" fill="{_e(colour)}">'
                 f"<title>{_e(label)} {_e(cat)}: {float(value):.2f}</title></rect>"
             )
-            parts.append(f'<text x="{x + bar_w / 2 - 1:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle" class="value">{float(value):.0f}</text>')
+            label_text = f"{float(value):.0f}" if float(value) == round(float(value)) else f"{float(value):.1f}"
+            parts.append(f'<text x="{x + bar_w / 2 - 1:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle" class="value">{label_text}</text>')
         parts.append(f'<text x="{gx + group_w / 2:.1f}" y="{height - bottom + 16}" text-anchor="middle" class="axis">{_e(cat)}</text>')
     lx = left
     for label, colour, _ in series:
@@ -665,6 +666,15 @@ def _section_steps(files: RunFiles) -> str:
     out = [_table(["step", "outcome", "seconds", "peak memory (MB)", "detail"], rows)]
     items = [(str(s.get("name")), float(s.get("seconds") or 0.0), {"failed": "#b91c1c", "reused": "#94a3b8"}.get(str(s.get("outcome")), "#2563eb")) for s in steps]
     out.append(svg_horizontal_bars(items, "s", "Seconds per step"))
+    preflight = files.step("preflight")
+    checks = [c for c in ((preflight or {}).get("detail") or {}).get("checks") or [] if isinstance(c, dict)]
+    if checks:
+        out.append("<h3>Preflight checks</h3>")
+        out.append(_table(
+            ["check", "status", "details", "fix"],
+            ([_e(c.get("name")), _badge(c.get("status"), {"PASS": "green", "WARN": "amber", "FAIL": "red"}.get(str(c.get("status")), "grey")),
+              _e(c.get("details")), _e(c.get("remedy") or "-")] for c in checks),
+        ))  # fmt: skip
     return "".join(out)
 
 

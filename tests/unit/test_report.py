@@ -335,3 +335,22 @@ def test_a_run_that_needed_no_cleaning_says_so(full_run: Path) -> None:
     assert "not needed: Gate 1 passed" in _section(text, "cleaning")
     assert "not needed: Gate 1 passed" in _section(text, "verdicts")  # the Gate 2 line
     assert "INCONSISTENT_DATE_FORMAT" in _section(text, "dates")  # the profile's date findings remain
+
+
+def test_failed_preflight_checks_are_listed_with_their_fix(tmp_path: Path) -> None:
+    run = tmp_path / "run-10"
+    run.mkdir()
+    steps = _steps(("ingest", "ok"), ("preflight", "ok"))
+    steps[1]["detail"] = {
+        "status": "FAIL",
+        "checks": [
+            {"name": "memory", "status": "PASS", "details": "22,520 MiB available", "remedy": ""},
+            {"name": "create_schema", "status": "FAIL", "details": "role etl may not create schemas in database sd", "remedy": "as an administrator: GRANT CREATE ON DATABASE sd TO etl;"},
+        ],
+    }
+    _write(run, "result.json", {"run_id": "run-10", "exit_code": 10, "outcome": "preflight failed", "message": "preflight failed: create_schema", "steps": steps, "scores": {}, "metrics": []})
+    text = report.write_report(run).read_text(encoding="utf-8")
+    steps_html = _section(text, "steps")
+    assert 'badge red">FAIL' in steps_html and "GRANT CREATE ON DATABASE sd TO etl;" in steps_html
+    assert steps_html.count('badge grey">not run') == 5  # gate1, clean, gate2, migrate, gate3
+    assert "No gate report" in _section(text, "issues")
