@@ -685,6 +685,7 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:v
 header{background:#0f172a;color:#fff;padding:16px 28px}
 header h1{margin:0 0 4px;font-size:20px}
 header p{margin:0;color:#cbd5e1;font-size:13px}
+header code{background:#334155;color:#e2e8f0}
 nav{position:sticky;top:0;background:#fff;border-bottom:1px solid var(--line);padding:8px 28px;z-index:1}
 nav a{margin-right:14px;color:#2563eb;text-decoration:none}
 main{padding:8px 28px 40px;max-width:1200px}
