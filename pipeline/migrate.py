@@ -11,13 +11,19 @@ One run, in order (each step recorded in the ledger ``<schema>_meta.migrations``
    with their comments and timesheets, loaded into ``<schema>_canary_<ts>``, validated
    and checked by the contracts, then dropped; a failing canary stops the run here;
 4. the full load into ``<schema>_v<UTC timestamp>``: tables from the contracts
-   (``pipeline.pgschema``), rows streamed from SQLite into ``COPY ... FROM STDIN`` in
-   batches. SQLite normalises the values in its SELECT (an id stored as ``3652948.0``
-   becomes the integer; a REAL number is written with 15 significant digits) and
-   psycopg's C ``write_row`` formats them; a batch the server refuses is bisected down
-   to the refused rows, which
-   go to ``<schema>_meta.rejects`` with the server's message. Date text that is not ISO
-   8601 never reaches the server (its ``DateStyle`` would guess ``05/07/2025``);
+   (``pipeline.pgschema``), rows streamed from SQLite into binary ``COPY ... FROM
+   STDIN`` in batches (one connection per table; in parallel on spare cores). SQLite
+   normalises values in its SELECT (an id stored as ``3652948.0`` becomes the integer;
+   a REAL number keeps 15 significant digits, as PostgreSQL's own float8 -> numeric
+   cast does); text goes through as the bytes SQLite holds (the server checks UTF-8);
+   dates become ``datetime``/``date`` values, numbers ``Decimal``. Date text that is
+   not ISO 8601 never reaches the server (its ``DateStyle`` would guess ``05/07/2025``)
+   and ids that are not whole numbers are refused too, the column named. A batch the
+   server refuses is bisected down to the refused rows; every refused row goes to
+   ``<schema>_meta.rejects`` with the message (the server's own for NOT NULL, keys,
+   encodings), unless ``--on-error stop``. Rejects fail the gate unless
+   ``migrate.tolerated_rejects`` allows them. Every 10,000 rows a health check: the
+   connection answers, the embedded server's disk and the machine's memory have room;
 5. validation before cut-over: per-table row counts and content checksums equal on
    both sides, the contracts run on PostgreSQL (``contracts.gate.run_gate``) with a
    quality score at least the source's, and every dashboard query runs;
@@ -27,7 +33,9 @@ One run, in order (each step recorded in the ledger ``<schema>_meta.migrations``
    ``servicedesk``; readers never see the tables missing. Old versions beyond
    ``migrate.keep_versions`` are dropped.
 
-Content checksums are computed identically on both sides: every value is written in a
+Content checksums are computed identically on both sides (the source side in the
+same read that feeds the load, by SQLite from the raw values; the target side by
+PostgreSQL from the typed values): every value is written in a
 canonical text form (integers as digits, numbers with 15 significant digits as
 PostgreSQL's float8 output does with ``extra_float_digits = 0``, timestamps as
 ``YYYY-MM-DD HH:MM:SS.mmm``, dates as ``YYYY-MM-DD``, NULL as ``\\N``), a row's values
