@@ -182,3 +182,26 @@ def test_sigkill_at_many_points(tmp_path: Path, pg_dsn: str, postgresql) -> None
     assert final.returncode == 0, final.stderr
     assert live_checksums(pg_dsn) == new_sums  # exact counts, no duplicates
     assert_clean_state(postgresql)
+
+
+def test_health_check_every_10000_rows_stops_on_a_full_disk(pg_dsn: str, embedded_postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import migrate as stage
+    from pipeline.errors import ResourceExhausted
+    from pipeline.pgserver import connect
+
+    with connect(pg_dsn) as conn:
+        health = stage.Health(conn, embedded_postgres.data_dir)
+        health.advance(9_999)
+        assert health.checks == 0
+        health.advance(25_001)  # crosses 10,000, 20,000 and 30,000
+        assert health.checks == 3
+        # The same check with a threshold above the disk's free space: it refuses to go on.
+        monkeypatch.setattr(stage, "MIN_FREE_DISK_MB", 10**12)
+        with pytest.raises(ResourceExhausted) as info:
+            health.advance(10_000)
+        assert "free disk space" in info.value.remedy
+    # A dead connection is noticed by the check itself.
+    dead = connect(pg_dsn)
+    dead.close()
+    with pytest.raises(psycopg.OperationalError):
+        stage.Health(dead, None).check()
