@@ -642,7 +642,21 @@ class _Builder:
             schema = REGISTRY.get(table)
             if schema is not None and table not in VERBATIM_TABLES:
                 self._resolve_duplicates(table, schema)
+        self._count_changes()
         self.conn.execute("COMMIT")
+
+    def _count_changes(self) -> None:
+        """Changed cells per table, column and rule, counted from this run's audit rows."""
+        rows = self.conn.execute(
+            f"SELECT table_name, column_name, rule, count(*) FROM {AUDIT_TABLE} WHERE run_id = ? GROUP BY 1, 2, 3",
+            (self.run_id,),
+        ).fetchall()
+        per_table: Counter[str] = Counter()
+        for table, column, rule, n in rows:
+            self.changes[(table, column, rule)] = n
+            per_table[table] += n
+        for table, s in self.tables.items():
+            self.tables[table] = dataclasses.replace(s, changed_cells=per_table.get(table, 0))
 
     def _create_bookkeeping(self) -> None:
         for name, columns in ((AUDIT_TABLE, AUDIT_COLUMNS), (QUARANTINE_TABLE, QUARANTINE_COLUMNS)):
@@ -716,7 +730,7 @@ class _Builder:
         insert = f"INSERT INTO {quote_sqlite(table)} (rowid, {cols_sql}) VALUES (?, {', '.join('?' for _ in columns)})"
         audit_insert = f"INSERT INTO {AUDIT_TABLE} VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})"
         quarantine_insert = f"INSERT INTO {QUARANTINE_TABLE} VALUES ({', '.join('?' for _ in QUARANTINE_COLUMNS)})"
-        rows_in = rows_out = quarantined = changed = 0
+        rows_in = rows_out = quarantined = 0
         run_id = self.run_id
         for batch in self._batches(table, columns):
             stamp = _now()
@@ -770,8 +784,6 @@ class _Builder:
                 row_key = _row_key([values[i] for i in key_idx]) if key_present else None
                 for _, name, old, new_value, rule in cell_changes:  # type: ignore[union-attr]
                     audit.append((run_id, table, row_key, name, old, new_value, rule, stamp, rowid))
-                    self.changes[(table, name, rule)] += 1
-                changed += len(cell_changes)  # type: ignore[arg-type]
                 out_rows.append((rowid, *values))
             del cols
             self.conn.executemany(insert, out_rows)
@@ -782,7 +794,7 @@ class _Builder:
             rows_in += n
             rows_out += len(out_rows)
             self._advance(n)
-        self.tables[table] = TableSummary(rows_in, rows_out, quarantined, 0, changed)
+        self.tables[table] = TableSummary(rows_in, rows_out, quarantined, 0, 0)  # changed cells: counted from the audit at the end
 
     # -- duplicates, on the output in SQL (bounded memory)
 
@@ -849,15 +861,6 @@ class _Builder:
                 ],
             )
         # Audit rows describe cells of the output: the dropped rows' go with them.
-        removed_changes = self.conn.execute(
-            f"SELECT column_name, rule, count(*) FROM {AUDIT_TABLE} WHERE run_id = ? AND table_name = ? "
-            f"AND source_rowid IN (SELECT rid FROM temp.dropped) GROUP BY 1, 2",
-            (self.run_id, table),
-        ).fetchall()
-        for column, rule, n in removed_changes:
-            self.changes[(table, column, rule)] -= n
-            if not self.changes[(table, column, rule)]:
-                del self.changes[(table, column, rule)]
         self.conn.execute(
             f"DELETE FROM {AUDIT_TABLE} WHERE run_id = ? AND table_name = ? AND source_rowid IN (SELECT rid FROM temp.dropped)",
             (self.run_id, table),
@@ -866,8 +869,7 @@ class _Builder:
         self.conn.execute("DROP TABLE temp.dropped")
         self.quarantined[(table, Q_DUPLICATE)] += dropped
         s = self.tables[table]
-        removed = sum(n for _, _, n in removed_changes)
-        self.tables[table] = TableSummary(s.rows_in, s.rows_out - dropped, s.quarantined + dropped, dropped, s.changed_cells - removed)
+        self.tables[table] = TableSummary(s.rows_in, s.rows_out - dropped, s.quarantined + dropped, dropped, s.changed_cells)
 
     def close(self) -> None:
         try:
