@@ -291,6 +291,11 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def _shown(value: Any) -> Any:
+    """A value for a message: bytes decoded leniently, anything else as it is."""
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
 def _to_datetime(value: Any) -> datetime:
     return datetime.fromisoformat(_text(value))
 
@@ -630,7 +635,7 @@ def _typed_rows(
         except (ValueError, InvalidOperation, TypeError, OverflowError, UnicodeDecodeError):
             name, pgtype = plan.columns[i][0], plan.columns[i][1]
             sqlstate, wording = _REFUSAL[pgtype]
-            refused([source_row[:-1]], sqlstate, f'{wording}: "{_text(value) if isinstance(value, bytes) and value.isascii() else value}" (column {name})')
+            refused([source_row[:-1]], sqlstate, f'{wording}: "{_shown(value)}" (column {name})')
             continue
         out.append(row)
     return out
@@ -699,8 +704,8 @@ def load_table(
             )
             for flagged in _rows_by_rowid(lite, bad_sql, batch_rows):
                 for row in flagged:
-                    column = _text(row[-1])
-                    value = _text(row[1 + columns.index(column)]) if isinstance(row[1 + columns.index(column)], bytes) else row[1 + columns.index(column)]
+                    column = _shown(row[-1])
+                    value = _shown(row[1 + columns.index(column)])
                     outcome.source_rows += 1
                     outcome.rejected_rowids.add(row[0])
                     rejects.record(

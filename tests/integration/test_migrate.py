@@ -302,3 +302,15 @@ def test_contracts_and_dashboards_run_on_postgres_before_cutover(small_clean_db:
     assert result.scores["target"] >= 80
     if result.scores.get("dashboards") is not None:
         assert result.scores["dashboards"] > 0
+
+
+def test_text_that_is_not_utf8_or_holds_nul_is_refused_by_the_server(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    db = build_clean_db(tmp_path / "bytes.db", tickets=20)
+    with sqlite3.connect(db) as lite:
+        lite.execute("UPDATE comments SET comment_text = CAST(X'41FF42' AS TEXT) WHERE rowid = 2")
+        lite.execute("UPDATE comments SET comment_text = 'a' || char(0) || 'b' WHERE rowid = 3")
+    settings = Settings().with_overrides(**{"migrate.tolerated_rejects": 2})
+    result = migrate(db, pg_dsn, tmp_path, canary=False, settings=settings)
+    assert result.rejects == 2 and all(t.matches for t in result.tables)
+    messages = [r[0] for r in postgresql.execute("SELECT message FROM servicedesk_meta.rejects WHERE table_name = 'comments'")]
+    assert len(messages) == 2 and all("invalid byte sequence for encoding" in m for m in messages), messages
