@@ -65,7 +65,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -297,17 +297,15 @@ def _shown(value: Any) -> Any:
 
 
 def _to_datetime(value: Any) -> datetime:
-    return datetime.fromisoformat(_text(value))
+    return datetime.fromisoformat(value.decode() if value.__class__ is bytes else value)
 
 
-def _to_date(value: Any) -> Any:
-    from datetime import date
-
-    return date.fromisoformat(_text(value))
+def _to_date(value: Any) -> date:
+    return date.fromisoformat(value.decode() if value.__class__ is bytes else value)
 
 
 def _to_decimal(value: Any) -> Any:
-    number = Decimal(_text(value))
+    number = Decimal(value.decode() if value.__class__ is bytes else value)
     if not number.is_finite():
         raise ValueError(f"{value!r} is not a finite number")
     return number
@@ -582,6 +580,17 @@ def _server_message(exc: Exception) -> tuple[str, str]:
     return sqlstate, text
 
 
+def _fast_bytes_dumper(conn: "psycopg.Connection") -> None:
+    """Dump ``bytea`` with psycopg's own (C) bytes dumper on this connection.
+
+    Looked up by oid, ``bytea`` resolves to ``psycopg.dbapi20.BinaryBinaryDumper``, a
+    Python subclass called once per value (a third of the load's time on the comments).
+    """
+    from psycopg.types.string import BytesBinaryDumper
+
+    conn.adapters.register_dumper(bytes, BytesBinaryDumper)
+
+
 # Errors that belong to the rows of a batch (the server's 22xxx/23xxx, or a value the
 # binary dumper cannot write), as opposed to a lost connection or a bug.
 def _row_errors() -> tuple[type[BaseException], ...]:
@@ -685,6 +694,7 @@ def load_table(
     outcome = LoadOutcome()
     lite = _open_sqlite(source, text_as_bytes=True)
     conn = connect(conninfo, application_name="servicedesk-etl load")
+    _fast_bytes_dumper(conn)
     columns = plan.column_names
     try:
         conn.execute("SET client_encoding = 'UTF8'")
