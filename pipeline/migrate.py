@@ -218,10 +218,6 @@ def _iso_shape(column: str, pgtype: str) -> str:
     return f"(typeof({c}) = 'text' AND ({date_ok} OR {minutes} OR {seconds} OR {fraction}))"
 
 
-def _date_columns(plan: TablePlan) -> list[tuple[str, str]]:
-    return [(name, t) for name, t, _ in plan.columns if t in ("timestamp", "date")]
-
-
 def _is_integer_sql(column: str) -> str:
     c = _q(column)
     return f"(typeof({c}) = 'integer' OR (typeof({c}) = 'real' AND {c} = CAST({c} AS INTEGER)))"
@@ -624,18 +620,30 @@ def _copy_batch(
 
 
 def _typed_rows(
-    plan: TablePlan, batch: list[tuple[Any, ...]], refused: Callable[[list[Any], str, str], None], hashes: dict[int, int]
+    plan: TablePlan,
+    batch: list[tuple[Any, ...]],
+    refused: Callable[[list[Any], str, str], None],
+    hashes: dict[int, int],
+    reasons: dict[str, str],
 ) -> list[Any]:
     """Rows ready for binary COPY: (rowid, *typed values); a row with an impossible value is refused.
 
-    The last column of each source row is its canonical text: its hash goes to
-    ``hashes`` (rowid -> hash) for the source-side checksum.
+    Each source row ends with its canonical text (its hash goes to ``hashes``, rowid ->
+    hash, for the source-side checksum) and the column of a value that must not reach
+    the server (``bad_value_reason_sql``), or NULL.
     """
     converters = _converters(plan)
     out = []
     for source_row in batch:
         row = list(source_row)
+        bad_column = row.pop()
         hashes[row[0]] = _row_hash(row.pop())
+        if bad_column is not None:
+            column = _shown(bad_column)
+            value = _shown(row[1 + plan.column_names.index(column)])
+            date_like = plan.kind_of(column) in ("timestamp", "date")
+            refused([tuple(row)], "22007" if date_like else "22P02", f"{column}: {value!r} is not {reasons[column]}")
+            continue
         try:
             for i, convert, _ in converters:
                 value = row[i + 1]
@@ -644,7 +652,7 @@ def _typed_rows(
         except (ValueError, InvalidOperation, TypeError, OverflowError, UnicodeDecodeError):
             name, pgtype = plan.columns[i][0], plan.columns[i][1]
             sqlstate, wording = _REFUSAL[pgtype]
-            refused([source_row[:-1]], sqlstate, f'{wording}: "{_shown(value)}" (column {name})')
+            refused([source_row[:-2]], sqlstate, f'{wording}: "{_shown(value)}" (column {name})')
             continue
         out.append(row)
     return out
@@ -703,33 +711,13 @@ def load_table(
         table = _q(plan.name)
         filters = [f"({where})"] if where else []
         bad = bad_value_condition(plan)
-        reasons = {name: what for name, _, what in _bad_value_checks(plan)}
-
         # Values that must not reach the server (non-ISO dates, ids that are not whole
-        # numbers): refused here with the column named, never guessed by DateStyle.
-        if bad:
-            bad_sql = (
-                f"SELECT rowid, {copy_values_sql(plan)}, {bad_value_reason_sql(plan)} FROM {table} "
-                f"WHERE {' AND '.join([*filters, f'({bad})'])} ORDER BY rowid"
-            )
-            for flagged in _rows_by_rowid(lite, bad_sql, batch_rows):
-                for row in flagged:
-                    column = _shown(row[-1])
-                    value = _shown(row[1 + columns.index(column)])
-                    outcome.source_rows += 1
-                    outcome.rejected_rowids.add(row[0])
-                    rejects.record(
-                        schema,
-                        plan.name,
-                        columns,
-                        [row[:-1]],
-                        "22007" if column in dict(_date_columns(plan)) else "22P02",
-                        f"{column}: {value!r} is not {reasons[column]}",
-                    )
-        keep = [*filters, f"NOT ({bad})"] if bad else filters
-        select = f"SELECT rowid, {copy_values_sql(plan)}, {canonical_sqlite_sql(plan)} FROM {table}"
-        if keep:
-            select += " WHERE " + " AND ".join(keep)
+        # numbers) are found by SQLite in the same scan and refused with the column named.
+        reasons = {name: what for name, _, what in _bad_value_checks(plan)}
+        keep = [*filters, f"NOT ({bad})"] if bad else filters  # for the duplicate search
+        select = f"SELECT rowid, {copy_values_sql(plan)}, {canonical_sqlite_sql(plan)}, {bad_value_reason_sql(plan)} FROM {table}"
+        if filters:
+            select += " WHERE " + " AND ".join(filters)
         select += " ORDER BY rowid"
 
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
@@ -749,7 +737,7 @@ def load_table(
         for batch in _rows_by_rowid(lite, select, batch_rows):
             outcome.source_rows += len(batch)
             hashes.clear()
-            typed = _typed_rows(plan, batch, refused, hashes)
+            typed = _typed_rows(plan, batch, refused, hashes, reasons)
             outcome.checksum_rows += len(batch)
             outcome.checksum_sum += sum(hashes.values())
             outcome.loaded_rows += _copy_batch(conn, copy_sql, types, typed, refused)
