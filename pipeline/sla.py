@@ -14,7 +14,8 @@ prints, per stage and size, the time and peak memory
   is shown but not judged ("smaller");
 - against the previous saved run, as pytest-benchmark's ``compare`` does: the ratio
   of the mean times of the same benchmark at the same size. A ratio above
-  ``1 + margin`` is a regression.
+  ``1 + margin`` is a regression, when the stage is also at least ``min_seconds``
+  slower (sub-second steps vary by more than any margin on a busy machine).
 
 Exit status 0 when nothing breaks or regresses, 1 otherwise (``EXIT_SLA``).
 
@@ -40,6 +41,9 @@ from pipeline.errors import ConfigError, InputFileError
 EXIT_SLA = 1
 DEFAULT_DIR = Path(".benchmarks")
 DEFAULT_MARGIN = 0.20
+# Below this many seconds slower, a stage is not called a regression whatever the ratio:
+# a 0.2 s step that takes 0.3 s on a busy machine is noise, not a regression.
+DEFAULT_MIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class SlaConfig:
     benchmarks: Path = DEFAULT_DIR  # a folder of saved runs, or one JSON file
     previous: Path | None = None  # compare with this file instead of the run before
     margin: float = DEFAULT_MARGIN
+    min_seconds: float = DEFAULT_MIN_SECONDS
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -239,7 +244,9 @@ def _judge_memory(m: Measurement) -> tuple[str | None, str]:
     return level.describe(), "ok"
 
 
-def judge(latest: Iterable[Measurement], previous: Iterable[Measurement], margin: float) -> list[Check]:
+def judge(
+    latest: Iterable[Measurement], previous: Iterable[Measurement], margin: float, min_seconds: float = DEFAULT_MIN_SECONDS
+) -> list[Check]:
     before = {m.key: m for m in previous}
     checks = []
     for m in latest:
@@ -250,7 +257,8 @@ def judge(latest: Iterable[Measurement], previous: Iterable[Measurement], margin
         checks.append(
             Check(
                 m, sla, value, projected, status, memory_sla, memory_status,
-                old.seconds if old is not None else None, ratio, ratio is not None and ratio > 1 + margin,
+                old.seconds if old is not None else None, ratio,
+                ratio is not None and ratio > 1 + margin and m.seconds - old.seconds >= min_seconds,
             )
         )
     return checks
@@ -271,7 +279,7 @@ def run(config: SlaConfig) -> SlaReport:
         # The run before in the same folder (pytest-benchmark keeps one folder per machine).
         same = [r for r in runs[:-1] if r[0].parent == latest_path.parent]
         previous_path, previous = same[-1] if same else (None, None)
-    checks = judge(measurements(latest), measurements(previous) if previous else [], config.margin)
+    checks = judge(measurements(latest), measurements(previous) if previous else [], config.margin, config.min_seconds)
     return SlaReport(latest_path, previous_path, config.margin, tuple(checks))
 
 
@@ -326,11 +334,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--margin", type=float, default=DEFAULT_MARGIN,
         help="a stage whose mean time grew by more than this share is a regression (default 0.2)",
     )
+    parser.add_argument(
+        "--min-seconds", type=float, default=DEFAULT_MIN_SECONDS,
+        help="a stage must also be at least this many seconds slower to count as a regression (default 0.5)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    report = run(SlaConfig(benchmarks=args.benchmarks, previous=args.previous, margin=args.margin))
+    report = run(SlaConfig(benchmarks=args.benchmarks, previous=args.previous, margin=args.margin, min_seconds=args.min_seconds))
     if args.json:
         print(json.dumps(report.to_json(), indent=2, default=str))
     else:

@@ -127,6 +127,15 @@ def test_regression_against_the_previous_run_beyond_the_margin(store: Path) -> N
     assert not run(SlaConfig(benchmarks=store.parent, margin=0.3)).failed
 
 
+def test_sub_second_slowdowns_are_not_regressions(store: Path) -> None:
+    save(store, 1, [bench("test_whole_pipeline", 60.0, stages={"preflight": {"seconds": 0.2}, "clean": {"seconds": 10.0}})])
+    save(store, 2, [bench("test_whole_pipeline", 60.0, stages={"preflight": {"seconds": 0.4}, "clean": {"seconds": 13.0}})])
+    checks = by_part(run(SlaConfig(benchmarks=store.parent)))
+    assert checks[("preflight", "preflight")].ratio == pytest.approx(2.0) and not checks[("preflight", "preflight")].regressed
+    assert checks[("clean", "clean")].regressed
+    assert by_part(run(SlaConfig(benchmarks=store.parent, min_seconds=0.0)))[("preflight", "preflight")].regressed
+
+
 def test_only_the_same_size_is_compared(store: Path) -> None:
     save(store, 1, [bench("test_profile_benchmark", 2.0, rows=26_000)])
     save(store, 2, [bench("test_profile_benchmark", 20.0, rows=260_000)])
