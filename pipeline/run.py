@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.config import Settings
-from pipeline.errors import GateFailed, InputFileError
+from pipeline.errors import EtlError, FixYourData, GateFailed, InputFileError
 from pipeline.observe import JsonFormatter, peak_rss_mb
 from pipeline.sources import sha256_file
 
@@ -205,6 +205,12 @@ def run(config: RunConfig, on_step: Callable[[StepRecord], None] | None = None) 
     rec = _Recorder(run_id, run_dir, on_step)
     try:
         result = _run(config, run_id, run_dir, rec)
+    except EtlError as exc:
+        # A stage's error (bad input, server gone) is raised to the CLI as every stage's
+        # is; the run folder still says how the run ended, for whoever polls it.
+        rec.progress(None, status="failed")
+        _finish_outputs(RunResult(run_id, run_dir, exc.exit_code, str(exc), rec.steps, {}), config)
+        raise
     finally:
         rec.close()
     _finish_outputs(result, config)
@@ -287,7 +293,7 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
 
             try:
                 state.record("clean", clean_db, rec.step("clean", do_clean))
-            except GateFailed as exc:
+            except (GateFailed, FixYourData) as exc:  # FixYourData: e.g. duplicates with strategy "fail"
                 return stop(EXIT_GATE2, f"Gate 2 (clean) failed: {exc}")
         gate2 = _gate(rec, "gate2", run_gate, run_dir, config, source=clean_db)
         scores["clean"] = _quality(gate2)

@@ -320,6 +320,16 @@ def test_gate2_fails_on_a_quality_score_below_the_threshold(nul_exports: Path, l
     assert live_snapshot(live_dsn) == before
 
 
+def test_duplicates_with_strategy_fail_stop_at_gate2(defective_exports: Path, live_dsn: str, in_tmp: Path) -> None:
+    before = live_snapshot(live_dsn)
+    result = run(config_for(defective_exports, in_tmp, live_dsn, toml='[clean]\nduplicates = "fail"\n', auto_clean=True))
+    assert result.exit_code == EXIT_GATE2
+    assert step_names(result) == ["ingest", "preflight", "gate1", "clean"]
+    assert "Gate 2 (clean) failed" in result.message and "appear more than once" in result.message
+    assert "keep_latest" in result.message  # the way forward
+    assert live_snapshot(live_dsn) == before
+
+
 def test_canary_failure_stops_gate3_before_the_full_load(clean_exports: Path, live_dsn: str, in_tmp: Path) -> None:
     # A canary fraction so small that 150 tickets give an empty canary: its contract
     # run fails (empty tables) and the full load never starts.
@@ -351,6 +361,29 @@ def test_unreachable_target_is_one_line_without_traceback(clean_exports: Path, t
         saved = json.loads(result_file.read_text())
         assert saved["exit_code"] == EXIT_PREFLIGHT
         assert {s["name"]: s["outcome"] for s in saved["steps"]}["preflight"] == "failed"
+
+
+def test_an_unreadable_workbook_is_an_error_and_the_run_folder_says_so(clean_exports: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pipeline.errors import InputFileError
+
+    folder = tmp_path / "exports"
+    shutil.copytree(clean_exports, folder)
+    (folder / "tickets.xlsx").write_bytes(b"Ticket ID,Title\n1,not a workbook\n")
+    with pytest.raises(InputFileError) as caught:
+        run(config_for(folder, tmp_path, "postgresql://nobody@/db?host=/nonexistent"))
+    assert "tickets" in str(caught.value)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    saved = json.loads((run_dir / "result.json").read_text())
+    assert saved["exit_code"] == InputFileError.exit_code and saved["steps"][0] == saved["steps"][-1]
+    assert saved["steps"][0]["name"] == "ingest" and saved["steps"][0]["outcome"] == "failed"
+    assert json.loads((run_dir / "progress.json").read_text())["status"] == "failed"
+    families = {f.name: f for f in text_string_to_metric_families((run_dir / "metrics.prom").read_text())}
+    assert "servicedesk_etl_last_run_timestamp_seconds" in families
+    assert "servicedesk_etl_last_success_timestamp_seconds" not in families  # never succeeded
 
 
 # --- killed and run again ----------------------------------------------------------------
