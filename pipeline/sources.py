@@ -17,6 +17,10 @@ from pipeline.errors import InputFileError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
+# The cleaner's history tables (see pipeline.clean): kept in its output file, but not
+# data to be profiled or gated. Their old values would read as defects.
+BOOKKEEPING_TABLES = ("_audit", "_quarantine")
+
 
 def quote_sqlite(name: str) -> str:
     """Quote an identifier for SQLite (headers come from user files)."""
@@ -101,10 +105,16 @@ class SQLiteSource:
         self.conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
 
     def tables(self) -> list[str]:
+        """The data tables: SQLite's own and the cleaner's bookkeeping tables left out."""
         rows = self.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         ).fetchall()
-        return [r[0] for r in rows]
+        return [r[0] for r in rows if r[0] not in BOOKKEEPING_TABLES]
+
+    def has_table(self, name: str) -> bool:
+        """Whether any table of that name exists, bookkeeping tables included."""
+        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         rows = self.conn.execute(f"PRAGMA table_info({quote_sqlite(table)})").fetchall()
