@@ -721,6 +721,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--source", metavar="DB", help="SQLite database to copy")
     what.add_argument("--schema", metavar="NAME", help="PostgreSQL schema to dump (e.g. servicedesk)")
     create.add_argument("--target", metavar="URI", help="PostgreSQL URI (default: config, PG* variables, embedded server)")
+    create.add_argument("--data-dir", metavar="DIR", help="the embedded server's data folder (default .servicedesk/pg)")
     create.add_argument("--archival", action="store_true", help="keep for the archival period (default: operational)")
     create.add_argument("--kind", default="manual", help="why the backup is taken (recorded in the catalog)")
     create.add_argument("--content-checksums", action="store_true", help="also record per-table content checksums (reads the schema once)")
@@ -737,6 +738,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     restore.add_argument("--to", metavar="PATH", help="SQLite backups: the file to write")
     restore.add_argument("--schema", metavar="NAME", help="dumps: the schema to restore into (default: the original name)")
     restore.add_argument("--target", metavar="URI", help="PostgreSQL URI (default: config, PG* variables, embedded server)")
+    restore.add_argument("--data-dir", metavar="DIR", help="the embedded server's data folder (default .servicedesk/pg)")
     restore.add_argument("--force", action="store_true", help="replace an existing file, or move an existing schema aside")
     restore.add_argument("--no-privileges", action="store_true", help="dumps: do not restore grants (when their roles do not exist here)")
 
@@ -748,7 +750,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _conninfo(args: argparse.Namespace, settings: "Settings") -> str:
     from pipeline.pgserver import resolve_target
 
-    return resolve_target(settings.target, getattr(args, "target", None), env=dict(os.environ)).conninfo()
+    data_dir = getattr(args, "data_dir", None)
+    return resolve_target(settings.target, getattr(args, "target", None), env=dict(os.environ), data_dir=data_dir).conninfo()
 
 
 def command(args: argparse.Namespace, settings: "Settings") -> int:

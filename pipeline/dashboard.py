@@ -373,6 +373,7 @@ def format_text(values: Sequence[MetricValue]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", metavar="URI", help="PostgreSQL URI (default: config, PG* variables, embedded server)")
     parser.add_argument("--schema", metavar="NAME", help="schema to read (default: migrate.schema, 'servicedesk')")
+    parser.add_argument("--data-dir", metavar="DIR", help="the embedded server's data folder (default .servicedesk/pg)")
     parser.add_argument("--sqlite", metavar="DB", help="compute the same metrics on a cleaned SQLite file instead")
     parser.add_argument("--metric", action="append", metavar="ID", help="only this metric (repeatable), e.g. --metric 1.1")
     parser.add_argument("--min-team-tickets", type=int, default=MIN_TEAM_TICKETS, metavar="N", help=f"smallest team in per-team metrics (default {MIN_TEAM_TICKETS})")
@@ -413,7 +414,7 @@ def command(args: argparse.Namespace, settings: "Settings") -> int:
     else:
         from pipeline.pgserver import resolve_target
 
-        target = resolve_target(settings.target, args.target, env=dict(os.environ))
+        target = resolve_target(settings.target, args.target, env=dict(os.environ), data_dir=args.data_dir)
         values = compute_metrics(
             target.conninfo(), args.schema or settings.migrate.schema, min_team_tickets=args.min_team_tickets, ids=args.metric
         )
