@@ -14,9 +14,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pipeline.errors import ConfigError, GateFailed
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 # pytest's exit codes that mean "the gate ran": 0 all passed, 1 some check failed,
 # 5 nothing was collected (never a pass).
@@ -47,6 +50,7 @@ def run_gate(
     target: str | None = None,
     schema: str | None = None,
     settings_file: Path | None = None,
+    settings: "Settings | None" = None,
     junitxml: Path | None = None,
     report: Path | None = None,
     quality_threshold: float | None = None,
@@ -59,6 +63,10 @@ def run_gate(
     Raises ``InputFileError`` for a bad ``source``, ``ConfigError`` for bad options
     (both before pytest starts), and ``GateFailed`` when pytest stopped before the gate
     could judge anything. A gate that ran returns its verdict, passed or not.
+
+    ``settings`` (a ``Settings`` object) is an alternative to ``settings_file`` for
+    callers that hold their configuration in memory: it is written to a TOML file the
+    child run reads, so the gate judges with exactly the caller's settings.
 
     pytest's terminal output goes to ``output`` (a log file) when given, to the
     caller's stdout with ``echo=True``, and is otherwise dropped: the JSON report holds
@@ -74,11 +82,18 @@ def run_gate(
     # Bad input fails here, as the pipeline's own exceptions, not as pytest's exit 4.
     if source is not None:
         source = check_sqlite_file(source).resolve()
+    if settings_file is not None and settings is not None:
+        raise ConfigError("run_gate takes settings_file or settings, not both", "pass one of them")
     if settings_file is not None:
         settings_file = Path(settings_file).resolve()
         load_settings(settings_file)
     with tempfile.TemporaryDirectory(prefix="servicedesk-gate-") as tmp:
         root = Path(tmp)
+        if settings is not None:
+            from pipeline.config import dump_toml
+
+            settings_file = root / "settings.toml"
+            settings_file.write_text(dump_toml(settings), encoding="utf-8")
         ini = root / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
         report_path = Path(report).resolve() if report is not None else root / "gate-report.json"

@@ -241,3 +241,59 @@ def _replace_dotted(obj: Any, changes: Mapping[str, Any]) -> Any:
     for head, sub in nested.items():
         direct[head] = _replace_dotted(getattr(obj, head), sub)
     return dataclasses.replace(obj, **direct)
+
+
+def dump_toml(settings: Settings) -> str:
+    """The settings as a TOML file that ``load_settings`` reads back to the same value.
+
+    Lets a stage hand its exact settings to a child pytest run (the contract gate),
+    which reads configuration from a file only.
+    """
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value) or isinstance(value, dict):
+            tables.append((f.name, value))
+        elif value is not None:
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    for name, value in tables:
+        _dump_table(name, value, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _dump_table(path: str, value: Any, lines: list[str]) -> None:
+    items = (
+        [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+        if dataclasses.is_dataclass(value)
+        else list(value.items())
+    )
+    scalars = [(k, v) for k, v in items if not (dataclasses.is_dataclass(v) or isinstance(v, dict))]
+    nested = [(k, v) for k, v in items if dataclasses.is_dataclass(v) or isinstance(v, dict)]
+    lines.append(f"\n[{path}]")
+    for key, v in scalars:
+        if v is not None:
+            lines.append(f"{_toml_key(key)} = {_toml_value(v)}")
+    for key, v in nested:
+        _dump_table(f"{path}.{_toml_key(key)}", v, lines)
+
+
+def _toml_key(key: str) -> str:
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def _toml_value(value: Any) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    # JSON string escapes are valid TOML basic-string escapes.
+    return json.dumps(str(value))

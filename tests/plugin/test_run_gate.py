@@ -60,6 +60,21 @@ def test_quality_threshold_and_settings_file(gate_db, tmp_path: Path) -> None:
     assert result["failing"] == 5 and len(result["sample"]) == 2
 
 
+def test_settings_object_reaches_the_gate(gate_db) -> None:
+    from pipeline.config import Settings
+
+    def change(t: dict) -> None:
+        for row in t["tickets"][1][:5]:
+            row["TKT-Status"] = "Resolved"
+
+    settings = Settings().with_overrides(**{"gate.sample_rows": 3})
+    verdict = run_gate(gate_db(change, name="five.db"), settings=settings)
+    result = next(r for r in verdict.report["results"] if r["id"] == "tickets::TKT-Status::allowed_values")
+    assert result["failing"] == 5 and len(result["sample"]) == 3
+    with pytest.raises(ConfigError, match="not both"):
+        run_gate(gate_db(), settings=settings, settings_file=Path("x.toml"))
+
+
 def test_the_callers_tests_and_conftest_are_not_collected(gate_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "project"
     project.mkdir()

@@ -75,3 +75,23 @@ def test_flags_override_the_file(tmp_path):
 def test_unknown_override_is_refused():
     with pytest.raises(ConfigError, match="unknown setting"):
         Settings().with_overrides(**{"gate.nope": 1})
+
+
+def test_dump_toml_round_trips(tmp_path):
+    from pipeline.config import dump_toml
+
+    s = Settings().with_overrides(
+        **{
+            "date_locale": "month-first",
+            "gate.quality_threshold": 91.5,
+            "scoping.cutoff": date(2025, 7, 1),
+            "scoping.roster": ("a", 'b"q'),
+            "headers": {"comments": {"CT3 Comment #ID": "comment_id"}},
+            "column_placeholders": {"tickets": {"TKT-Client Name": ("Unknown", "\\none")}},
+            "target": "postgresql://etl@db/servicedesk",
+        }
+    )
+    p = tmp_path / "dumped.toml"
+    p.write_text(dump_toml(s))
+    assert load_settings(p) == s
+    assert load_settings(write(tmp_path, dump_toml(Settings()))) == Settings()
