@@ -166,14 +166,17 @@ def run(config: ProfileConfig) -> ProfileResult:
     return result
 
 
-def write_profile(result: ProfileResult, out: Path) -> None:
-    """Write the JSON profile next to its final place, then rename it into place."""
+def write_profile(result: ProfileResult, out: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the JSON profile next to its final place, then rename it into place.
+
+    ``extra``: more top-level parts (e.g. ``dry_run_postgres``) written with the profile.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(result.to_json(), fh, indent=2, ensure_ascii=False, default=_json_safe)
+            json.dump({**result.to_json(), **(extra or {})}, fh, indent=2, ensure_ascii=False, default=_json_safe)
             fh.write("\n")
         os.replace(tmp, out)
     except BaseException:
@@ -1173,8 +1176,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the profile as JSON here (format: docs/profile-format.md)")
     parser.add_argument("--full", action="store_true", help="detect types on every value instead of the evenly spread sample")
     parser.add_argument("--sample-size", type=int, metavar="N", help="values per column sampled for type detection (default 5000)")
-    # Hook: the --dry-run-postgres option (profile a PostgreSQL schema) is added by the
-    # PostgreSQL source's owner here; it builds a PostgresSource and calls profile_source.
+    parser.add_argument(
+        "--dry-run-postgres",
+        action="store_true",
+        help="after profiling, cast a sample of every typed column on the PostgreSQL server (pipeline.dryrun); "
+        "refused and silently misread values fail the command",
+    )
+    parser.add_argument("--target", metavar="URI", help="server for --dry-run-postgres (default: config file, SERVICEDESK_TARGET, PG*, else the embedded server)")
+    parser.add_argument("--dry-run-sample", type=int, metavar="N", help="rows per table tried by --dry-run-postgres (default: --sample-size)")
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
@@ -1182,9 +1191,25 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         if args.sample_size < 1:
             raise ConfigError(f"--sample-size must be a positive number, not {args.sample_size}", "give e.g. --sample-size 5000, or --full")
         settings = settings.with_overrides(**{"profile.sample_size": args.sample_size})
-    result = run(ProfileConfig(source=args.source, out=args.out, settings=settings, full=bool(args.full)))
+    if not getattr(args, "dry_run_postgres", False):
+        result = run(ProfileConfig(source=args.source, out=args.out, settings=settings, full=bool(args.full)))
+        print(summary(result, args.out))
+        return VERDICT_EXIT[result.verdict]
+    from pipeline import dryrun
+    from pipeline.pgserver import resolve_target
+
+    if args.dry_run_sample is not None and args.dry_run_sample < 1:
+        raise ConfigError(f"--dry-run-sample must be a positive number, not {args.dry_run_sample}", "give e.g. --dry-run-sample 5000")
+    target = resolve_target(settings.target, args.target, env=dict(os.environ))
+    # The profile is written once, with the dry run in it.
+    result = run(ProfileConfig(source=args.source, out=None, settings=settings, full=bool(args.full)))
+    trial = dryrun.run(dryrun.DryRunConfig(source=args.source, profile=result, target=target, settings=settings, sample_size=args.dry_run_sample))
+    if args.out is not None:
+        write_profile(result, args.out, extra={"dry_run_postgres": trial.to_json()})
     print(summary(result, args.out))
-    return VERDICT_EXIT[result.verdict]
+    print(dryrun.summary(trial))
+    code = VERDICT_EXIT[result.verdict]
+    return code or (0 if trial.ok else 1)
 
 
 def summary(result: ProfileResult, out: Path | None = None, limit: int = 15) -> str:
