@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("pipeline.dashboard", "print the dashboard metrics of the live schema"),
     "anonymize": ("pipeline.anonymize", "write a shareable copy: keyed pseudonyms, every quirk kept, optional sample"),
     "run": ("pipeline.run", "the whole pipeline: preflight, ingest, three gates, cut-over"),
+    "prune": ("pipeline.retention", "apply retention to run folders, audit trails and backups"),
     "demo": ("pipeline.run", "sample data through the whole pipeline into the embedded server"),
     "sla": ("pipeline.sla", "the latest benchmark run against the service levels and the run before"),
     "report": ("pipeline.report", "write the self-contained HTML report of a run folder (report.html)"),
