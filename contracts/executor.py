@@ -354,21 +354,37 @@ class _TableChecker:
         # Positions of values the value-level checks look at: conforming, not NULL, not
         # blank, not a placeholder (those are "missing", judged by not_null and the profiler).
         usable: list[int] = []
+        if null_tally is not None:
+            null_tally.considered += len(values)
+        if type_tally is not None:
+            type_tally.considered += len(values) - sum(1 for v in values if v is None)
+        # The verdict of each distinct value, computed once per batch (statuses, dates
+        # and ids repeat): (blank, fails its type, usable by the value-level checks).
+        verdicts: dict[tuple[type, Any], tuple[bool, bool, bool]] = {}
         for i, v in enumerate(values):
-            if null_tally is not None:
-                null_tally.considered += 1
-                if v is None or is_blank(v):
-                    null_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
             if v is None:
+                if null_tally is not None:
+                    null_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
                 continue
-            if type_tally is not None:
-                type_tally.considered += 1
-                if not conforms(k, v):
-                    type_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
-                    continue
-            if is_blank(v) or is_placeholder(v, tokens):
-                continue
-            usable.append(i)
+            try:
+                verdict = verdicts.get((type(v), v))
+            except TypeError:  # an unhashable value (PostgreSQL arrays, JSON)
+                verdict = None
+            if verdict is None:
+                blank = is_blank(v)
+                bad_type = type_tally is not None and not conforms(k, v)
+                verdict = (blank, bad_type, not bad_type and not blank and not is_placeholder(v, tokens))
+                try:
+                    verdicts[(type(v), v)] = verdict
+                except TypeError:
+                    pass
+            blank, bad_type, ok = verdict
+            if blank and null_tally is not None:
+                null_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
+            if bad_type:
+                type_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))  # type: ignore[union-attr]
+            elif ok:
+                usable.append(i)
         if not usable:
             return
         for check in col.checks:

@@ -101,6 +101,11 @@ class CleanConfig:
     quality_threshold: float | None = None  # None: settings.gate.quality_threshold
     today: date | None = None  # the day "not in the future" is judged from (None: today)
     progress: bool = True  # a progress bar when stderr is a terminal
+    # Gate 1's profile of this very source, when the caller already has it: a
+    # ``ProfileResult``, or the path of its JSON (``servicedesk-etl profile --out``, or a
+    # gate report with it under ``profile``). Used only when its SHA-256 is the source's
+    # and it has every table and column profile; otherwise the source is profiled again.
+    profile: Any = None
 
 
 @dataclass(frozen=True)
@@ -572,7 +577,7 @@ class _Builder:
         self.conn = sqlite3.connect(temp, isolation_level=None)
         # The temporary file is thrown away on any failure: no journal file beside it,
         # no fsync per transaction (the finished file is fsynced once before the rename).
-        self.conn.execute("PRAGMA journal_mode = MEMORY")
+        self.conn.execute("PRAGMA journal_mode = OFF")
         self.conn.execute("PRAGMA synchronous = OFF")
         self.conn.execute("PRAGMA cache_size = -32768")
         self.conn.execute("PRAGMA temp_store = FILE")
@@ -661,7 +666,7 @@ class _Builder:
     def _create_bookkeeping(self) -> None:
         for name, columns in ((AUDIT_TABLE, AUDIT_COLUMNS), (QUARANTINE_TABLE, QUARANTINE_COLUMNS)):
             self.conn.execute(f"CREATE TABLE {quote_sqlite(name)} ({', '.join(quote_sqlite(c) for c in columns)})")
-            if name in self.source.tables():
+            if self.source.has_table(name):
                 # History of earlier runs (cleaning a cleaned file) is kept.
                 have = [c for c, _ in self.source.columns(name)]
                 shared = [c for c in columns if c in have]
@@ -899,6 +904,11 @@ class DataTablesSource(SQLiteSource):
     every audit row and score the old values the cleaner replaced.
     """
 
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path)
+        # The same lenient decoding as SQLiteSource's, done in C: it runs once per text cell.
+        self.conn.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
+
     def tables(self) -> list[str]:
         return [t for t in super().tables() if t not in (AUDIT_TABLE, QUARANTINE_TABLE)]
 
@@ -913,6 +923,71 @@ def _profile(path: Path, settings: Settings, today: date, progress: bool = False
 
     with DataTablesSource(path) as source:
         return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()), progress=progress)
+
+
+def profile_from_json(data: dict[str, Any]) -> Any:
+    """A ``ProfileResult`` from its JSON (``ProfileResult.to_json``, or a gate report holding it under ``profile``).
+
+    Raises ``InputFileError`` when the JSON is not a profile with its column profiles
+    (a gate report written before it carried them has table summaries only).
+    """
+    from pipeline.findings import ColumnProfile, Finding, ProfileResult, QualityScore, TableProfile
+
+    if isinstance(data.get("profile"), dict):
+        data = data["profile"]
+    try:
+        tables = {}
+        for name, t in data["tables"].items():
+            columns = {c: ColumnProfile(**col) for c, col in t["columns"].items()}
+            tables[name] = TableProfile(
+                name=t.get("name", name), rows=t["rows"], has_contract=t["has_contract"], columns=columns,
+                missing_columns=list(t.get("missing_columns", [])), extra_columns=list(t.get("extra_columns", [])),
+            )
+        q = data["quality"]
+        return ProfileResult(
+            source=data.get("source", ""),
+            source_sha256=data.get("source_sha256"),
+            created=data.get("created", ""),
+            full=bool(data.get("full", False)),
+            sample_size=int(data.get("sample_size", 0)),
+            tables=tables,
+            findings=[Finding.from_json(f) for f in data["findings"]],
+            quality=QualityScore(q["score"], q["grade"], dict(q["dimensions"]), dict(q.get("per_table", {}))),
+            verdict=data["verdict"],
+            reasons=list(data.get("reasons", [])),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputFileError(
+            f"the given profile is not a complete Gate 1 profile (missing {exc})",
+            "pass the JSON written by `servicedesk-etl profile --out`, or leave it out to profile the source again",
+        ) from None
+
+
+def _given_profile(config: CleanConfig, source_path: Path, source_sha: str) -> Any:
+    """The caller's Gate 1 profile of the source, or None when it cannot stand for one made now."""
+    given = config.profile
+    if given is None:
+        return None
+    if isinstance(given, (str, Path)):
+        path = Path(given)
+        try:
+            given = profile_from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"cannot read the profile {path}: {exc}", "give the path of a profile JSON, or leave it out") from None
+    why = None
+    if given.source_sha256 != source_sha:
+        why = "it was made of another file (SHA-256 differs)" if given.source_sha256 else "it does not record the source's SHA-256"
+    else:
+        with DataTablesSource(source_path) as source:
+            present = source.tables()
+            if set(given.tables) != set(present):
+                why = "its tables are not the source's"
+            elif any(set(given.tables[t].columns) != {c for c, _ in source.columns(t)} for t in present):
+                why = "its columns are not the source's"
+    if why is not None:
+        log.warning("the given profile is not used, %s: profiling %s again", why, source_path)
+        return None
+    return given
 
 
 def _refuse_broken_source(profile: Any, settings: Settings) -> None:
@@ -1040,9 +1115,13 @@ def run(config: CleanConfig) -> CleanResult:
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None
         try:
-            log.info("profiling %s (run %s)", source_path, run_id)
             mark = time.monotonic()
-            before = _profile(source_path, settings, today, config.progress)
+            before = _given_profile(config, source_path, source_sha)
+            if before is None:
+                log.info("profiling %s (run %s)", source_path, run_id)
+                before = _profile(source_path, settings, today, config.progress)
+            else:
+                log.info("using the given Gate 1 profile of %s (run %s)", source_path, run_id)
             phases["profile_source"] = time.monotonic() - mark
             _refuse_broken_source(before, settings)
             mark = time.monotonic()
