@@ -10,6 +10,9 @@ timesheets 13x that: 10,000 tickets are about 240K rows, 42,000 about 1M). Recor
 database through the same ``Source`` and the profile/scan ratio (goal: 3x or less), peak
 Python memory of one profile (tracemalloc) and the growth of the process's RSS (goal:
 far below 150 MB at 1M rows). Nothing is asserted on time: the numbers are the result.
+
+``SERVICEDESK_BENCH_DB=path/raw.db`` profiles an existing ingested database instead of
+generating one (a 1M-row sample takes minutes to generate and ingest).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def bench_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.ingest import IngestConfig, run
     from pipeline.sample import generate
 
+    if os.environ.get("SERVICEDESK_BENCH_DB"):
+        return Path(os.environ["SERVICEDESK_BENCH_DB"])
     folder = tmp_path_factory.mktemp("bench")
     generate(folder, tickets=TICKETS, seed=11, clean=False)
     out = folder / "raw.db"
