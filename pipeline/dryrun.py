@@ -211,7 +211,7 @@ class DryRunResult:
                     "pg_type": items[0].pg_type,
                     "count": len(items),
                     "messages": dict(messages.most_common(10)),
-                    "examples": [p.to_json() for p in flagged + others],
+                    "examples": [_example(p) for p in flagged + others],
                 }
             )
         problems.sort(key=lambda g: (g["kind"] != SILENT_MISREAD, g["table"], g["column"]))
@@ -229,6 +229,11 @@ class DryRunResult:
             "columns": [c.__dict__ for c in self.columns if c.tried],
             "problems": problems,
         }
+
+
+def _example(p: Problem) -> dict[str, Any]:
+    # The group already says which table, column, type and kind.
+    return {k: v for k, v in p.to_json().items() if k not in ("kind", "table", "column", "pg_type")}
 
 
 def _message_class(p: Problem) -> str:
