@@ -295,6 +295,15 @@ def run(config: DryRunConfig) -> DryRunResult:
     return result
 
 
+def check_reachable(target: Target) -> str:
+    """Connect once and return the server version, or ``TargetUnavailable`` (redacted).
+
+    The CLI calls it before profiling: a wrong ``--target`` should not cost a profile.
+    """
+    with connect(target.conninfo(), target=target, autocommit=True) as conn:
+        return server_version(conn)
+
+
 def _typed_columns(schema: Any) -> list[tuple[str, str, bool]]:
     return [(name, pg_type(col), is_personal(col)) for name, col in schema.columns.items() if pg_type(col) in TRIED_TYPES]
 
@@ -587,5 +596,6 @@ __all__ = [
     "REFUSED",
     "SILENT_MISREAD",
     "run",
+    "check_reachable",
     "summary",
 ]

@@ -1201,6 +1201,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run_sample is not None and args.dry_run_sample < 1:
         raise ConfigError(f"--dry-run-sample must be a positive number, not {args.dry_run_sample}", "give e.g. --dry-run-sample 5000")
     target = resolve_target(settings.target, args.target, env=dict(os.environ))
+    dryrun.check_reachable(target)
     # The profile is written once, with the dry run in it.
     result = run(ProfileConfig(source=args.source, out=None, settings=settings, full=bool(args.full)))
     trial = dryrun.run(dryrun.DryRunConfig(source=args.source, profile=result, target=target, settings=settings, sample_size=args.dry_run_sample))

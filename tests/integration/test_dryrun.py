@@ -248,3 +248,12 @@ def test_unreachable_target_is_one_line_without_password(raw_db: Path, capsys) -
     first, *rest = err.strip().splitlines()
     assert first.startswith("error: cannot connect to PostgreSQL at postgresql://etl:***@127.0.0.1:1/servicedesk")
     assert all(line.startswith("  fix: ") for line in rest) and len(rest) <= 1
+
+
+def test_personal_values_are_masked_in_value_and_message() -> None:
+    value = dryrun._Value("t", "c", "bigint", 7, "Jane Doe", personal=True, flagged=False, order=None, pair_id=0)
+    answers = {0: ('invalid input syntax for type bigint: "Jane Doe"', None, None, "22P02", None)}
+    [p] = dryrun._judge([value], answers)
+    assert p.kind == dryrun.REFUSED
+    assert "Jane" not in p.value and "Jane" not in p.message
+    assert p.value == "<personal: 8 characters>"
