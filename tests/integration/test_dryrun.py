@@ -257,3 +257,27 @@ def test_personal_values_are_masked_in_value_and_message() -> None:
     assert p.kind == dryrun.REFUSED
     assert "Jane" not in p.value and "Jane" not in p.message
     assert p.value == "<personal: 8 characters>"
+
+
+def test_default_target_is_the_embedded_server(raw_db: Path, monkeypatch, capsys) -> None:
+    """No --target, no config, no PG*: the embedded server under ./.servicedesk/pg."""
+    import shutil
+    import tempfile
+
+    from pipeline.cli import main
+    from pipeline.pgserver import EmbeddedServer
+
+    # Under /tmp, not tmp_path: as root the server runs as another account (conftest).
+    folder = Path(tempfile.mkdtemp(prefix="sdetl-dryrun-", dir="/tmp"))
+    for var in ("SERVICEDESK_TARGET", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(folder)
+    server = EmbeddedServer(folder / ".servicedesk" / "pg")
+    try:
+        code = main(["profile", "--source", str(raw_db), "--dry-run-postgres", "--dry-run-sample", "20"])
+        out = capsys.readouterr().out
+        assert code == 1
+        assert f"embedded server at {server.data_dir}" in out and "dry run: FAIL" in out
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
