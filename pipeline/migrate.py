@@ -57,6 +57,7 @@ import importlib.util
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import sqlite3
@@ -683,6 +684,62 @@ def _rows_by_rowid(lite: sqlite3.Connection, select: str, batch_rows: int, after
             lite.text_factory = _decode_leniently
 
 
+class _ReadAhead:
+    """Batches of ``batches`` produced by a reader thread, at most ``depth`` waiting.
+
+    SQLite computes each batch (values, canonical text, the bad-value column) without
+    the GIL, so reading the next batch overlaps the COPY of this one: the load takes
+    about the longer of the two instead of their sum. Memory stays bounded by ``depth``
+    batches. An error in the reader is raised in the consumer; a consumer that stops
+    early (an error, ``--on-error stop``) stops the reader before closing SQLite.
+    """
+
+    _END = object()
+
+    def __init__(self, batches: Any, depth: int = 2) -> None:
+        self._batches = batches
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, name="sqlite-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            for batch in self._batches:
+                if not self._put(batch):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._error = exc
+        finally:
+            self._put(self._END)
+
+    def __iter__(self) -> Any:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is self._END:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def load_table(
     conninfo: str,
     source: Path,
@@ -704,6 +761,7 @@ def load_table(
     conn = connect(conninfo, application_name="servicedesk-etl load")
     _fast_bytes_dumper(conn)
     columns = plan.column_names
+    reader: _ReadAhead | None = None
     try:
         conn.execute("SET client_encoding = 'UTF8'")
         conn.execute(create_table(schema, plan))
@@ -734,7 +792,8 @@ def load_table(
                 outcome.checksum_sum -= hashes[r[0]]
             rejects.record(schema, plan.name, columns, rows, sqlstate, message)
 
-        for batch in _rows_by_rowid(lite, select, batch_rows):
+        reader = _ReadAhead(_rows_by_rowid(lite, select, batch_rows))
+        for batch in reader:
             outcome.source_rows += len(batch)
             hashes.clear()
             typed = _typed_rows(plan, batch, refused, hashes, reasons)
@@ -759,6 +818,8 @@ def load_table(
         conn.execute(sql.SQL("ANALYZE {}").format(qualified(schema, plan.name)))
         outcome.phases["analyze"] = round(time.monotonic() - mark, 3)
     finally:
+        if reader is not None:
+            reader.close()  # before SQLite closes under the reader thread
         conn.close()
         lite.close()
     outcome.seconds = time.monotonic() - started
