@@ -52,11 +52,11 @@ from contracts.schemas import DATA_TABLES, contract_for
 from contracts.spec import facts, is_personal, pg_type
 from pipeline.config import Settings
 from pipeline.dates import DateParseError, Order, parse_date
-from pipeline.errors import InputFileError
+from pipeline.errors import InputFileError, TargetUnavailable
 from pipeline.findings import ProfileResult
 from pipeline.migrate import _decode_leniently, _open_sqlite, _q
 from pipeline.observe import stage_trace
-from pipeline.pgserver import Target, connect, server_version
+from pipeline.pgserver import Target, connect, redact, server_version
 from pipeline.values import to_integer, to_number
 
 if TYPE_CHECKING:
@@ -271,12 +271,7 @@ def run(config: DryRunConfig) -> DryRunResult:
     with stage_trace("dry_run_postgres", log) as trace:
         values, rows, local = _sample(config, size)
         trace.rows = sum(rows.values())
-        conn = connect(config.target.conninfo(), target=config.target)
-        try:
-            version, datestyle, capture, answers = _cast_on_server(conn, values, config.capture)
-        finally:
-            conn.rollback()
-            conn.close()
+        version, datestyle, capture, answers = _on_server(config.target, values, config.capture)
         problems = local + _judge(values, answers)
         problems.sort(key=lambda p: (p.table, p.column, p.kind, str(p.key)))
         columns = _column_trials(config, values, local, problems)
@@ -446,6 +441,34 @@ def _mask(text: str, personal: bool) -> str:
 # --- the server -------------------------------------------------------------------------
 
 
+def _on_server(target: Target, values: list[_Value], capture: str) -> tuple[str, str, str, dict[int, tuple]]:
+    """``_cast_on_server`` in one transaction that is always rolled back."""
+    import psycopg
+
+    conn = connect(target.conninfo(), target=target)
+    try:
+        return _cast_on_server(conn, values, capture)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise TargetUnavailable(
+            f"PostgreSQL at {target.label} refused the dry run: {redact(_first_line(exc))}",
+            "the dry run needs the TEMPORARY privilege on the database: GRANT TEMPORARY ON DATABASE <db> TO <role>, "
+            "or point --target at a database where the role has it",
+        ) from None
+    except psycopg.Error as exc:
+        raise TargetUnavailable(f"the dry run on PostgreSQL at {target.label} failed: {redact(_first_line(exc))}", target.remedy()) from None
+    finally:
+        try:
+            conn.rollback()
+        except psycopg.Error:  # the connection is gone: so is the transaction
+            pass
+        conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _cast_on_server(
     conn: "psycopg.Connection", values: list[_Value], capture: str
 ) -> tuple[str, str, str, dict[int, tuple[str | None, str | None, str | None, str | None, str | None]]]:
@@ -484,6 +507,7 @@ def _cast_on_server(
 
 def _judge(values: list[_Value], answers: dict[int, tuple]) -> list[Problem]:
     problems = []
+    readings: dict[tuple[int, Order | None], str | None] = {}  # a status column repeats its values
     for v in values:
         message, detail, hint, sqlstate, read_as = answers[v.pair_id]
         read_as = _no_zero_fraction(read_as)
@@ -494,7 +518,10 @@ def _judge(values: list[_Value], answers: dict[int, tuple]) -> list[Problem]:
                 text = text.replace(v.text, shown)
             problems.append(Problem(REFUSED, v.table, v.column, v.pg_type, v.key, shown, text, sqlstate, hint, flagged=v.flagged))
             continue
-        expected = _our_reading(v)
+        reading_key = (v.pair_id, v.order)
+        if reading_key not in readings:
+            readings[reading_key] = _our_reading(v)
+        expected = readings[reading_key]
         if not _same(v.pg_type, read_as, expected):
             ours = expected if expected is not None else "no value (the cleaner does not read it as one)"
             problems.append(

@@ -281,3 +281,25 @@ def test_default_target_is_the_embedded_server(raw_db: Path, monkeypatch, capsys
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_role_without_temporary_privilege_gets_a_remedy(raw_db: Path, raw_profile, pg_dsn: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from pipeline.errors import TargetUnavailable
+
+    dbname = conninfo_to_dict(pg_dsn)["dbname"]
+    with connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS dryrun_no_temp")
+        conn.execute("CREATE ROLE dryrun_no_temp LOGIN")
+        conn.execute(f'REVOKE TEMPORARY ON DATABASE "{dbname}" FROM PUBLIC')
+    try:
+        target = Target(make_conninfo(pg_dsn, user="dryrun_no_temp"), "cli")
+        with pytest.raises(TargetUnavailable) as caught:
+            dryrun.run(dryrun.DryRunConfig(source=raw_db, profile=raw_profile, target=target, sample_size=5))
+        assert "permission denied to create temporary tables" in caught.value.message
+        assert "GRANT TEMPORARY" in caught.value.remedy
+    finally:
+        with connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'GRANT TEMPORARY ON DATABASE "{dbname}" TO PUBLIC')
+            conn.execute("DROP ROLE dryrun_no_temp")
