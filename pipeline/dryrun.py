@@ -48,7 +48,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from contracts.schemas import DATA_TABLES, contract_for
+from contracts.schemas import DATA_TABLES, REGISTRY, contract_for
 from contracts.spec import facts, is_personal, pg_type
 from pipeline.config import Settings
 from pipeline.dates import DateParseError, Order, parse_date
@@ -63,6 +63,9 @@ if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
+
+# Every contract table, the data tables first (roster and import_metadata when present).
+CONTRACT_TABLES = tuple(DATA_TABLES) + tuple(t for t in REGISTRY if t not in DATA_TABLES)
 
 REFUSED = "REFUSED"
 SILENT_MISREAD = "SILENT_MISREAD"
@@ -337,7 +340,7 @@ def _sample(config: DryRunConfig, size: int) -> tuple[list[_Value], dict[str, in
         raise InputFileError(f"--source {config.source} cannot be opened: {exc}", "check the path and that it is a SQLite file") from None
     try:
         present = {r[0].decode() for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table in DATA_TABLES:
+        for table in CONTRACT_TABLES:
             schema = contract_for(table)
             if schema is None or table not in present:
                 continue  # the profile reports MISSING_TABLE
@@ -579,7 +582,7 @@ def _column_trials(config: DryRunConfig, values: list[_Value], local: list[Probl
     refused = collections.Counter((p.table, p.column) for p in problems if p.kind == REFUSED)
     misread = collections.Counter((p.table, p.column) for p in problems if p.kind == SILENT_MISREAD)
     out = []
-    for table in DATA_TABLES:
+    for table in CONTRACT_TABLES:
         schema = contract_for(table)
         if schema is None:
             continue
