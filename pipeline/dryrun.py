@@ -74,7 +74,7 @@ TEMP_TABLE = "servicedesk_dry_run"
 CAST_FUNCTION = "servicedesk_dry_run_cast"
 BUILTIN_CAPTURE_VERSION = 160000  # pg_input_error_info / pg_input_is_valid: PostgreSQL 16
 DEFAULT_EXAMPLES = 20  # per (table, column, kind) in the JSON, beyond the flagged rows
-KEY_CHUNK = 200  # flagged keys looked up per SQLite query
+KEY_CHUNK = 500  # flagged rows fetched per SQLite query
 MASK = "<personal: {n} characters>"
 
 # The server's own reading of an accepted value, as text we can compare exactly
@@ -347,7 +347,10 @@ def _sample(config: DryRunConfig, size: int) -> tuple[list[_Value], dict[str, in
             have = {r[1].decode() for r in lite.execute(f"PRAGMA table_info({_q(table)})")}
             key = [k for k in facts(schema).key]
             typed = [c for c in _typed_columns(schema) if c[0] in have]
-            if not typed or any(k not in have for k in key):
+            if not typed:
+                continue
+            if any(k not in have for k in key):
+                log.warning("table without its key columns: not tried", extra={"table": table, "key": key})
                 continue
             orders = {name: _decided_order(config, table, name) for name, t, _ in typed if t in ("timestamp", "date")}
             select = ", ".join(["rowid"] + [_q(k) for k in key] + [f"CAST({_q(name)} AS TEXT)" for name, _, _ in typed])
@@ -420,20 +423,29 @@ def _evenly_spread(lite: sqlite3.Connection, table: str, select: str, size: int)
 
 
 def _rows_by_keys(lite: sqlite3.Connection, table: str, select: str, key: Sequence[str], keys: list[Any]) -> list[tuple]:
-    """Every row whose key equals one of ``keys`` (compared as SQLite stores them)."""
+    """Every row whose key equals one of ``keys`` (NULL parts included).
+
+    One pass over the key columns only (SQLite does not read a row's long text to hand
+    out its first columns), matched in a set; then the rows themselves by rowid. An
+    ``OR`` of ``IS`` terms would cost every row one comparison per key.
+    """
+    wanted = set()
+    for k in keys:
+        parts = tuple(k) if isinstance(k, (list, tuple)) else (k,)
+        if len(parts) == len(key):  # another shape (a table-level example): nothing to look up
+            wanted.add(parts)
+    if not wanted:
+        return []
+    rowids = []
+    cursor = lite.execute(f"SELECT rowid, {', '.join(_q(k) for k in key)} FROM {_q(table)}")
+    while batch := cursor.fetchmany(10_000):
+        for row in batch:
+            if tuple(_key_value(v) for v in row[1:]) in wanted:
+                rowids.append(row[0])
     out: list[tuple] = []
-    match = "(" + " AND ".join(f"{_q(k)} IS ?" for k in key) + ")"
-    for start in range(0, len(keys), KEY_CHUNK):
-        chunk = keys[start : start + KEY_CHUNK]
-        params: list[Any] = []
-        for k in chunk:
-            parts = list(k) if isinstance(k, (list, tuple)) else [k]
-            if len(parts) != len(key):
-                continue  # a key of another shape (a table-level example): nothing to look up
-            params.extend(parts)
-        n = len(params) // len(key)
-        if n:
-            out += lite.execute(f"SELECT {select} FROM {_q(table)} WHERE {' OR '.join([match] * n)}", params).fetchall()
+    for start in range(0, len(rowids), KEY_CHUNK):
+        chunk = rowids[start : start + KEY_CHUNK]
+        out += lite.execute(f"SELECT {select} FROM {_q(table)} WHERE rowid IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
     return out
 
 
