@@ -37,7 +37,8 @@ reported as ``warning``.
 Verdict: FIX_SOURCE when the circuit breaker trips (``pipeline.quality.breaker_reasons``)
 or any critical finding exists; else CLEAN when any error finding exists; else PROCEED.
 CLI exit codes: 0 PROCEED, 1 CLEAN (the data needs the cleaner: a script running
-``profile && migrate`` must not go on), 4 FIX_SOURCE.
+``profile && migrate`` must not go on), 4 FIX_SOURCE. With ``--dry-run-postgres``
+(``pipeline.dryrun``), a value the server refuses or misreads turns a PROCEED into 1.
 """
 
 from __future__ import annotations
