@@ -276,6 +276,19 @@ class ColumnPlan:
     memo: dict[tuple[type, Any], Fix] | None = None
     # A cheap test that a value is already in its final form (no rule would touch it).
     fast: Callable[[Any], bool] | None = None
+    # The same test for a whole batch of the column at once, in C where it can be.
+    fast_batch: Callable[[Sequence[Any]], bool] | None = None
+
+    def fix_batch(self, col: Sequence[Any]) -> list[Fix | None] | None:
+        """The fix of every value of a batch of the column; None when nothing changes."""
+        if self.fast_batch is not None and self.fast_batch(col):
+            return None
+        if self.memo is None and self.fast is not None:
+            fast, slow = self.fast, self._apply_slow
+            fixes = [None if v is None or fast(v) else slow(v) for v in col]
+        else:
+            fixes = list(map(self.apply, col))
+        return None if fixes.count(None) == len(fixes) else fixes
 
     def apply(self, value: Any) -> Fix | None:
         """The fix of one value; None when every rule keeps it as it is."""
@@ -298,6 +311,9 @@ class ColumnPlan:
     def _apply(self, value: Any) -> Fix | None:
         if self.fast is not None and self.fast(value):
             return None
+        return self._apply_slow(value)
+
+    def _apply_slow(self, value: Any) -> Fix | None:
         if type(value) is str and (self.keep_blank or self.keep_tokens):
             stripped = value.strip()
             if (self.keep_blank and not stripped) or stripped in self.keep_tokens:
@@ -412,6 +428,7 @@ def plan_table(
         if not (kind == "text" and spec.is_long_text(col)):
             plan.memo = {}
         plan.fast = _fast_check(plan, cs, tokens if cs.null_placeholders else frozenset(), bounds, col, today)
+        plan.fast_batch = _fast_batch_check(plan, cs, bounds)
         if steps:
             plans.append(plan)
         elif plan.required:
@@ -473,6 +490,46 @@ def _fast_check(
 
         return text_ok
     return None
+
+
+def _fast_batch_check(
+    plan: ColumnPlan, cs: CleanSettings, bounds: tuple[float | None, float | None, bool, bool] | None
+) -> Callable[[Sequence[Any]], bool] | None:
+    """A whole-batch form of the number columns' fast check: true only when every
+    non-NULL value of the batch passes it (types, finiteness and bounds from min/max)."""
+    if plan.kind not in ("integer", "numeric") or not cs.fix_numbers:
+        return None
+    allowed = {int, type(None)} if plan.kind == "integer" else {int, float, type(None)}
+    low, high, inc_low, inc_high = bounds if bounds is not None else (None, None, True, True)
+
+    def numbers_ok(col: Sequence[Any]) -> bool:
+        types = set(map(type, col))
+        if not types <= allowed:
+            return False
+        values = [v for v in col if v is not None] if type(None) in types else col
+        if not values:
+            return True
+        if float in types and not all(map(math.isfinite, values)):
+            return False
+        lo, hi = min(values), max(values)
+        if int in types and not (BIGINT_MIN <= lo and hi <= BIGINT_MAX):
+            return False
+        if bounds is not None:
+            return tf.check_range(lo, low, high, inc_low, inc_high) is None and tf.check_range(hi, low, high, inc_low, inc_high) is None
+        return True
+
+    return numbers_ok
+
+
+def _missing_positions(col: Sequence[Any]) -> list[int]:
+    """Positions of NULL, empty and whitespace-only values."""
+    types = set(map(type, col))
+    if types == {str}:
+        if all(map(str.strip, col)):
+            return []
+    elif str not in types and type(None) not in types:
+        return []
+    return [j for j, v in enumerate(col) if v is None or (type(v) is str and not v.strip())]
 
 
 def _date_step(order: Order | None, date_only: bool, null_unparseable: bool) -> Callable[[Any], tf.Outcome]:
@@ -746,11 +803,11 @@ class _Builder:
             row_failures: dict[int, list[tuple[str, str]]] = {}
             for i, plan in work:
                 col = cols[i + 1]
-                fixes = list(map(plan.apply, col))
-                touched = [j for j in range(n) if fixes[j] is not None]
+                fixes = plan.fix_batch(col)
+                touched = [] if fixes is None else [j for j, f in enumerate(fixes) if f is not None]
                 became_null = set()
                 for j in touched:
-                    fix = fixes[j]
+                    fix = fixes[j]  # type: ignore[index]
                     if fix.failure is not None:
                         row_failures.setdefault(j, []).append((fix.failure, f"{plan.name}: {fix.reason}"))
                     else:
@@ -761,8 +818,8 @@ class _Builder:
                     is_key = plan.name in key
                     rule = Q_NULL_KEY if is_key else Q_REQUIRED
                     why = f"{plan.name}: missing in a required {'key ' if is_key else ''}column"
-                    missing = [j for j in range(n) if col[j] is None or (type(col[j]) is str and not col[j].strip())]
-                    for j in sorted(became_null.union(missing)):
+                    missing = _missing_positions(col)
+                    for j in sorted(became_null.union(missing)) if became_null else missing:
                         row_failures.setdefault(j, []).append((rule, why))
             out_rows: list[tuple[Any, ...]] = []
             audit: list[tuple[Any, ...]] = []
