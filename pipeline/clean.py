@@ -1029,8 +1029,9 @@ def _given_profile(config: CleanConfig, source_path: Path, source_sha: str) -> A
         path = Path(given)
         try:
             given = profile_from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            raise InputFileError(f"cannot read the profile {path}: {exc}", "give the path of a profile JSON, or leave it out") from None
+        except (OSError, ValueError, InputFileError) as exc:
+            log.warning("the given profile %s is not used (%s): profiling %s again", path, exc, source_path)
+            return None
     why = None
     if given.source_sha256 != source_sha:
         why = "it was made of another file (SHA-256 differs)" if given.source_sha256 else "it does not record the source's SHA-256"
@@ -1076,6 +1077,91 @@ def _contract_run(path: Path, settings: Settings, today: date) -> Any:
 
     with DataTablesSource(path) as source:
         return execute(source, settings, today=today)
+
+
+# From this many rows on, the output's contract checks run in a second process while this
+# one profiles the output (the two read the same finished file; the results are the same
+# as one after the other). Below it, starting a process costs more than it saves.
+PARALLEL_GATE_ROWS = 100_000
+
+
+def _contract_main() -> None:
+    """The child process of ``_gate_output``: its arguments pickled on stdin, the result
+    (``("ok", ContractRun)`` or ``("error", exception)``) pickled on stdout."""
+    import pickle
+    import signal
+
+    try:  # die with the parent: a SIGKILLed run leaves no checker behind
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    result = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print cannot corrupt the result
+    path, settings, today = pickle.load(sys.stdin.buffer)
+    try:
+        payload: tuple[str, Any] = ("ok", _contract_run(Path(path), settings, today))
+    except Exception as exc:  # noqa: BLE001 - raised again in the parent
+        payload = ("error", exc)
+    try:
+        data = pickle.dumps(payload)
+    except Exception as exc:  # noqa: BLE001 - an exception that cannot be pickled
+        data = pickle.dumps(("error", RuntimeError(f"{type(payload[1]).__name__}: {payload[1]} ({exc})")))
+    result.write(data)
+    result.close()
+
+
+def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, rows: int, phases: dict[str, float]) -> tuple[Any, Any]:
+    """(profile, contract run) of the finished temporary output.
+
+    From ``PARALLEL_GATE_ROWS`` rows on, the contract checks run in a child Python
+    process (started as a command, so the caller's ``__main__`` is never imported
+    again) while this one profiles the output.
+    """
+    if rows < PARALLEL_GATE_ROWS:
+        mark = time.monotonic()
+        after = _profile(temp, settings, today, progress)
+        phases["profile_output"] = time.monotonic() - mark
+        mark = time.monotonic()
+        contract = _contract_run(temp, settings, today)
+        phases["contract_checks"] = time.monotonic() - mark
+        return after, contract
+    import pickle
+    import subprocess
+    import tempfile
+
+    mark = time.monotonic()
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: the child never blocks on it
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from pipeline.clean import _contract_main; _contract_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            child.stdin.write(pickle.dumps((str(temp), settings, today)))
+            child.stdin.close()
+            after = _profile(temp, settings, today, progress)
+            phases["profile_output"] = time.monotonic() - mark
+            out = child.stdout.read()
+            child.wait()
+            phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            child.stdout.close()
+        errors.seek(0)
+        err = errors.read()
+    if child.returncode != 0 or not out:
+        tail = err.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise RuntimeError(f"the contract checks of the output stopped (exit code {child.returncode}): {tail[0]}")
+    status, payload = pickle.loads(out)
+    if status != "ok":
+        raise payload
+    return after, payload
 
 
 def _orphans(path: Path) -> list[dict[str, Any]]:
@@ -1190,13 +1276,9 @@ def run(config: CleanConfig) -> CleanResult:
                     builder.close()
             _fsync_path(temp)
             phases["build"] = time.monotonic() - mark
-            log.info("profiling the cleaned copy")
-            mark = time.monotonic()
-            after = _profile(temp, settings, today, config.progress)
-            phases["profile_output"] = time.monotonic() - mark
-            mark = time.monotonic()
-            contract = _contract_run(temp, settings, today)
-            phases["contract_checks"] = time.monotonic() - mark
+            log.info("profiling the cleaned copy and checking it against the contracts")
+            rows_out = sum(t.rows_out for t in builder.tables.values())
+            after, contract = _gate_output(temp, settings, today, config.progress, rows_out, phases)
             critical = [r for r in contract.failed if r.severity == "critical"]
             others = [
                 {"id": r.id, "severity": r.severity, "failing": r.failing, "considered": r.considered, "message": r.message}
