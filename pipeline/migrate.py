@@ -604,9 +604,13 @@ def _copy_batch(
     refused: Callable[[list[Any], str, str], None],
 ) -> int:
     """Binary COPY of ``rows`` in a savepoint; a refused batch is bisected to the refused rows."""
+    from psycopg.copy import QueuedLibpqWriter
+
     try:
         with conn.transaction():
-            with conn.cursor().copy(copy_sql) as copy:
+            cursor = conn.cursor()
+            # The writer's own thread sends to the server while this one formats rows.
+            with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
                 copy.set_types(types)
                 for row in rows:
                     copy.write_row(row[1:])  # row[0] is the SQLite rowid
@@ -624,21 +628,19 @@ def _typed_rows(
     plan: TablePlan,
     batch: list[tuple[Any, ...]],
     refused: Callable[[list[Any], str, str], None],
-    hashes: dict[int, int],
     reasons: dict[str, str],
 ) -> list[Any]:
     """Rows ready for binary COPY: (rowid, *typed values); a row with an impossible value is refused.
 
-    Each source row ends with its canonical text (its hash goes to ``hashes``, rowid ->
-    hash, for the source-side checksum) and the column of a value that must not reach
-    the server (``bad_value_reason_sql``), or NULL.
+    Each source row ends with its canonical text (hashed already, by ``_hashed``) and the
+    column of a value that must not reach the server (``bad_value_reason_sql``), or NULL.
     """
     converters = _converters(plan)
     out = []
     for source_row in batch:
         row = list(source_row)
         bad_column = row.pop()
-        hashes[row[0]] = _row_hash(row.pop())
+        del row[-1]  # the canonical text
         if bad_column is not None:
             column = _shown(bad_column)
             value = _shown(row[1 + plan.column_names.index(column)])
@@ -657,6 +659,16 @@ def _typed_rows(
             continue
         out.append(row)
     return out
+
+
+def _hashed(batches: Any) -> Any:
+    """(batch, rowid -> hash of the row's canonical text, its second-to-last value) per batch.
+
+    Run in the reader thread: the hashing (a third of the loading thread's time on the
+    comments, whose rows are long) overlaps the COPY too.
+    """
+    for batch in batches:
+        yield batch, {row[0]: _row_hash(row[-2]) for row in batch}
 
 
 def _rows_by_rowid(lite: sqlite3.Connection, select: str, batch_rows: int, after: int | None = None) -> Any:
@@ -783,7 +795,7 @@ def load_table(
         )
         types = [_BINARY_TYPES[t] for _, t, _ in plan.columns]
 
-        hashes: dict[int, int] = {}
+        hashes: dict[int, int] = {}  # rowid -> row hash, of the batch being loaded
 
         def refused(rows: list[Any], sqlstate: str, message: str) -> None:
             for r in rows:
@@ -792,11 +804,10 @@ def load_table(
                 outcome.checksum_sum -= hashes[r[0]]
             rejects.record(schema, plan.name, columns, rows, sqlstate, message)
 
-        reader = _ReadAhead(_rows_by_rowid(lite, select, batch_rows))
-        for batch in reader:
+        reader = _ReadAhead(_hashed(_rows_by_rowid(lite, select, batch_rows)))
+        for batch, hashes in reader:
             outcome.source_rows += len(batch)
-            hashes.clear()
-            typed = _typed_rows(plan, batch, refused, hashes, reasons)
+            typed = _typed_rows(plan, batch, refused, reasons)
             outcome.checksum_rows += len(batch)
             outcome.checksum_sum += sum(hashes.values())
             outcome.loaded_rows += _copy_batch(conn, copy_sql, types, typed, refused)
