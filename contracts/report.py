@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -252,7 +252,10 @@ class GateSession:
                 self.profile_error = exc
             else:
                 try:
-                    self.profile = profile_source(source, self.settings)
+                    from pipeline.sources import SQLiteSource, sha256_file
+
+                    digest = sha256_file(source.path) if isinstance(source, SQLiteSource) else None  # lets the cleaner reuse this profile
+                    self.profile = profile_source(source, self.settings, source_sha256=digest)
                 except Exception as exc:  # noqa: BLE001 - reported as a failing item with its traceback
                     self.profile_error = exc
         finally:
@@ -461,7 +464,7 @@ class GateSession:
                 "quality": {"score": p.quality.score, "grade": p.quality.grade, "dimensions": p.quality.dimensions, "per_table": p.quality.per_table},
                 "verdict": p.verdict,
                 "reasons": list(p.reasons),
-                "tables": {n: {"rows": t.rows, "has_contract": t.has_contract, "missing_columns": list(t.missing_columns), "extra_columns": list(t.extra_columns)} for n, t in p.tables.items()},
+                "tables": {n: {"rows": t.rows, "has_contract": t.has_contract, "missing_columns": list(t.missing_columns), "extra_columns": list(t.extra_columns), "columns": {c: asdict(col) for c, col in t.columns.items()}} for n, t in p.tables.items()},
                 "findings": [f.to_json() for f in p.findings],
             }
         else:

@@ -280,7 +280,10 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
         else:
 
             def do_clean() -> dict[str, Any]:
-                res = clean.run(clean.CleanConfig(raw_db, clean_db, settings, audit_trail=run_dir / "audit.jsonl"))
+                res = clean.run(
+                    # Gate 1's profile of raw.db (in its report) spares the cleaner a second one
+                    clean.CleanConfig(raw_db, clean_db, settings, audit_trail=run_dir / "audit.jsonl", profile=run_dir / "gate1.json")
+                )
                 _write_json(run_dir / "clean.json", res.to_json())
                 return {
                     "rows": sum(t.rows_out for t in res.tables.values()),
