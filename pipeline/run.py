@@ -526,10 +526,16 @@ def _print_result(result: RunResult) -> None:
     s = result.scores
     print()
     print(f"quality score  raw {_fmt(s.get('raw'))}  cleaned {_fmt(s.get('clean'))}  postgres {_fmt(s.get('postgres'))}")
+    if result.metrics:
+        print("dashboard metrics (the tables among them: `servicedesk-etl metrics`, or report.html):")
     for m in result.metrics:
         value = m.get("value")
         if value is not None:
             print(f"  {m['id']:<5} {m['title']:<40} {value} {m.get('unit', '')}  [{m.get('status')}]")
+        elif m.get("rows"):
+            print(f"  {m['id']:<5} {m['title']:<40} {len(m['rows'])} rows  [{m.get('status')}]")
+        else:
+            print(f"  {m['id']:<5} {m['title']:<40} {m.get('note') or 'n/a'}")
     print(f"\nrun folder: {result.run_dir}  (report.html, metrics.prom, gate JUnit XML)")
     print(("done: " if result.exit_code == 0 else f"stopped (exit {result.exit_code}): ") + result.message)
 
