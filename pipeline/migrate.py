@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -1122,7 +1121,7 @@ def _target_of(config: MigrateConfig) -> Target:
 
 
 def _run_preflight(config: MigrateConfig, target: Target) -> None:
-    if not config.preflight or importlib.util.find_spec("pipeline.preflight") is None:
+    if not config.preflight:
         return
     from pipeline import preflight
 
@@ -1144,12 +1143,12 @@ def _run_preflight(config: MigrateConfig, target: Target) -> None:
 
 
 def _contract_gate(config: MigrateConfig, conninfo: str, schema: str, what: str) -> dict[str, Any]:
-    """The contracts on PostgreSQL through the gate; {} when the gate is not in this build."""
-    if not config.contracts or importlib.util.find_spec("contracts.gate") is None:
+    """The contracts on PostgreSQL through the gate, judged with the run's own settings."""
+    if not config.contracts:
         return {}
     from contracts.gate import run_gate
 
-    verdict = run_gate(target=conninfo, schema=schema, quality_threshold=config.quality_gate)
+    verdict = run_gate(target=conninfo, schema=schema, quality_threshold=config.quality_gate, settings=config.settings)
     if not verdict.passed:
         failed = ", ".join(f"{i} ({n})" for i, _, n in verdict.failed[:5])
         raise GateFailed(
@@ -1161,18 +1160,16 @@ def _contract_gate(config: MigrateConfig, conninfo: str, schema: str, what: str)
 
 
 def _source_score(config: MigrateConfig) -> float | None:
-    if not config.contracts or importlib.util.find_spec("contracts.gate") is None:
+    if not config.contracts:
         return None
     from contracts.gate import run_gate
 
-    verdict = run_gate(source=config.source, quality_threshold=0.0)
+    verdict = run_gate(source=config.source, quality_threshold=0.0, settings=config.settings)
     return verdict.quality
 
 
-def _dashboards(conninfo: str, schema: str) -> int | None:
-    """Run every dashboard query on ``schema``; None when the query library is not in this build."""
-    if importlib.util.find_spec("pipeline.dashboard") is None:
-        return None
+def _dashboards(conninfo: str, schema: str) -> int:
+    """Run every dashboard query on ``schema``: the number of metrics that ran."""
     from pipeline import dashboard
 
     try:
@@ -1189,7 +1186,7 @@ def _dashboards(conninfo: str, schema: str) -> int | None:
 
 
 def _take_backup(config: MigrateConfig, conninfo: str, schema: str) -> str | None:
-    if not config.backup or importlib.util.find_spec("pipeline.backup") is None:
+    if not config.backup:
         return None
     from pipeline import backup
 
