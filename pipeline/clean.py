@@ -1379,6 +1379,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quality-threshold", type=float, metavar="SCORE", help="lowest quality score (0-100) the output may have (default: gate.quality_threshold, 80)"
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the result (summary, scores) as JSON")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="Gate 1's profile of this source (`servicedesk-etl profile --out`, or a gate report): not profiled again when it matches the file",
+    )
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
@@ -1389,6 +1395,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
             settings=settings,
             audit_trail=args.audit_trail,
             quality_threshold=args.quality_threshold,
+            profile=getattr(args, "profile", None),
         )
     )
     if getattr(args, "json", None):

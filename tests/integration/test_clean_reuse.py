@@ -95,3 +95,19 @@ def test_a_failing_contract_process_fails_the_run_and_leaves_nothing(raw_db: Pat
     with pytest.raises(OSError):
         _clean(raw_db, tmp_path / "clean.db")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_command_takes_a_profile(raw_db: Path, tmp_path: Path, caplog):
+    import argparse
+
+    profile_json = tmp_path / "profile.json"
+    profile_run(ProfileConfig(raw_db, profile_json, Settings()))
+    parser = argparse.ArgumentParser()
+    clean.add_arguments(parser)
+    args = parser.parse_args(["--source", str(raw_db), "--out", str(tmp_path / "clean.db"), "--profile", str(profile_json), "--json", str(tmp_path / "r.json")])
+    with caplog.at_level(logging.INFO, logger="pipeline.clean"):
+        assert clean.command(args, Settings()) == 0
+    assert any("using the given Gate 1 profile" in r.getMessage() for r in caplog.records)
+    result = json.loads((tmp_path / "r.json").read_text())
+    given = json.loads(profile_json.read_text())["quality"]
+    assert result["quality_before"]["score"] == given["score"] and result["quality_before"]["dimensions"] == given["dimensions"]
