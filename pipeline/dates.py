@@ -125,6 +125,11 @@ def slash_parts(text: str) -> SlashParts | None:
     m = _SLASH.match(text.strip())
     if not m:
         return None
+    return slash_parts_of_match(m)
+
+
+def slash_parts_of_match(m: re.Match[str]) -> SlashParts:
+    """The parts of a slash date already matched by the slash-date pattern."""
     first, _, second, year, hour, minute, sec, frac, meridiem = m.groups()
     return SlashParts(
         first=int(first),

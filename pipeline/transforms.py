@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.dates import DateParseError, Order, Shape, parse_date, shape_of
 from pipeline.dates import _SLASH as _SLASH_DATE  # the profiler's slash shape, to read it once
-from pipeline.dates import SlashParts, _slash_datetime
+from pipeline.dates import _slash_datetime, slash_parts_of_match
 from pipeline.values import BIGINT_MAX, BIGINT_MIN, is_placeholder, to_integer, to_number
 
 RULES = (
@@ -115,7 +115,7 @@ def rewrite_date(value: Any, order: Order | None, date_only: bool = False) -> Ou
             m = _SLASH_DATE.match(value.strip())
             if m is not None:
                 try:
-                    moment = _slash_datetime(_slash_parts(m), order, value)
+                    moment = _slash_datetime(slash_parts_of_match(m), order, value)
                 except DateParseError as exc:
                     return fail(value, str(exc))
                 return _iso_outcome(value, moment, "date_iso", date_only)
@@ -131,21 +131,6 @@ def rewrite_date(value: Any, order: Order | None, date_only: bool = False) -> Ou
     except (ValueError, OverflowError) as exc:  # e.g. a serial at the edge of datetime
         return fail(value, f"{_show(value)} is not a date: {exc}")
     return _iso_outcome(value, moment, "excel_serial" if shape is Shape.SERIAL else "date_iso", date_only)
-
-
-def _slash_parts(m: re.Match[str]) -> SlashParts:
-    """``dates.slash_parts`` of an already matched slash date."""
-    first, _, second, year, hour, minute, sec, frac, meridiem = m.groups()
-    return SlashParts(
-        first=int(first),
-        second=int(second),
-        year=int(year),
-        hour=None if hour is None else int(hour),
-        minute=None if minute is None else int(minute),
-        second_of_minute=None if sec is None else int(sec),
-        micro=int((frac or "0").ljust(6, "0")),
-        meridiem=meridiem.lower() if meridiem else None,
-    )
 
 
 def _iso_outcome(value: Any, moment: datetime, rule: str, date_only: bool) -> Outcome:
