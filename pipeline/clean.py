@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import functools
 import json
 import logging
 import math
@@ -629,8 +628,6 @@ class _Builder:
         self.run_id = run_id
         self.today = today
         self.profile = profile
-        # The same lenient decoding as SQLiteSource's, done in C: it runs once per text cell.
-        source.conn.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
         self.conn = sqlite3.connect(temp, isolation_level=None)
         # The temporary file is thrown away on any failure: no journal file beside it,
         # no fsync per transaction (the finished file is fsynced once before the rename).
@@ -687,7 +684,7 @@ class _Builder:
     # -- the whole build
 
     def build(self) -> None:
-        tables = [t for t in self.source.tables() if t not in (AUDIT_TABLE, QUARANTINE_TABLE)]
+        tables = self.source.tables()  # data tables only: a Source leaves out _audit and _quarantine
         total = sum(self.source.row_count(t) for t in tables)
         self.health_check()
         self.conn.execute("BEGIN")
@@ -954,22 +951,6 @@ class _NullStream:
 # --- profiling and the gate -----------------------------------------------------------------
 
 
-class DataTablesSource(SQLiteSource):
-    """A database as the cleaner's gate judges it: without ``_audit`` and ``_quarantine``.
-
-    The bookkeeping tables are history, not data: profiling them would cost a pass over
-    every audit row and score the old values the cleaner replaced.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path)
-        # The same lenient decoding as SQLiteSource's, done in C: it runs once per text cell.
-        self.conn.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
-
-    def tables(self) -> list[str]:
-        return [t for t in super().tables() if t not in (AUDIT_TABLE, QUARANTINE_TABLE)]
-
-
 def _profile(path: Path, settings: Settings, today: date, progress: bool = False) -> Any:
     """Gate 1's profile of a database: the same scorer before and after cleaning.
 
@@ -978,7 +959,7 @@ def _profile(path: Path, settings: Settings, today: date, progress: bool = False
     """
     from pipeline.profile import profile_source
 
-    with DataTablesSource(path) as source:
+    with SQLiteSource(path) as source:
         return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()), progress=progress)
 
 
@@ -1036,7 +1017,7 @@ def _given_profile(config: CleanConfig, source_path: Path, source_sha: str) -> A
     if given.source_sha256 != source_sha:
         why = "it was made of another file (SHA-256 differs)" if given.source_sha256 else "it does not record the source's SHA-256"
     else:
-        with DataTablesSource(source_path) as source:
+        with SQLiteSource(source_path) as source:
             present = source.tables()
             if set(given.tables) != set(present):
                 why = "its tables are not the source's"
@@ -1075,7 +1056,7 @@ def _score_json(profile: Any) -> dict[str, Any]:
 def _contract_run(path: Path, settings: Settings, today: date) -> Any:
     from contracts.executor import execute
 
-    with DataTablesSource(path) as source:
+    with SQLiteSource(path) as source:
         return execute(source, settings, today=today)
 
 
