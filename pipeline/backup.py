@@ -37,8 +37,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -288,21 +287,26 @@ def backup_sqlite(
         raise InputFileError(f"backup source {src_path} cannot be copied: {exc}", "check that the file is a complete SQLite database") from None
     finally:
         src.close()
-    os.replace(partial, final)
-    record = BackupRecord(
+    record = _publish(
+        partial,
+        final,
         id=backup_id,
         format="sqlite",
         kind=kind,
         retention=retention,
         created_at=created_at,
-        file=final.name,
-        sha256=sha256_file(final),
-        size_bytes=final.stat().st_size,
         source=str(src_path.resolve()),
         row_counts=counts,
     )
-    Catalog(folder).add(record)
     log.info("sqlite backup written", extra={"backup": record.id, "bytes": record.size_bytes})
+    return record
+
+
+def _publish(partial: Path, final: Path, **fields: Any) -> BackupRecord:
+    """Rename a finished backup into place and add it, with its SHA-256, to the catalog."""
+    os.replace(partial, final)
+    record = BackupRecord(file=final.name, sha256=sha256_file(final), size_bytes=final.stat().st_size, **fields)
+    Catalog(final.parent).add(record)
     return record
 
 
@@ -417,16 +421,14 @@ def dump_schema(
             raise
         finally:
             conn.rollback()
-    os.replace(partial, final)
-    record = BackupRecord(
+    record = _publish(
+        partial,
+        final,
         id=backup_id,
         format="pg_dump",
         kind=kind,
         retention=retention,
         created_at=created_at,
-        file=final.name,
-        sha256=sha256_file(final),
-        size_bytes=final.stat().st_size,
         source=redact(clean_conninfo),
         schema=schema,
         server_version=server_version,
@@ -434,7 +436,6 @@ def dump_schema(
         row_counts=counts,
         content_checksums={t: digest for t, (_, digest) in checks.items()} if checks else {},
     )
-    Catalog(folder).add(record)
     log.info("schema dump written", extra={"backup": record.id, "schema": schema, "bytes": record.size_bytes})
     return record
 
