@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from contracts import spec
 from contracts.schemas import DATA_TABLES, REGISTRY, contract_for

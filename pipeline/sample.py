@@ -1179,7 +1179,6 @@ class _Generator:
 
     def _timesheet_stream(self, plan: _Plan | None) -> Iterator[Row]:
         rng = random.Random(f"{self.seed}:timesheets")
-        defect_rng = random.Random(f"{self.seed}:timesheet-defects")
         w = self.world
         total = self.timesheet_total()
         days = [d for d in _days(PERIOD_START.date(), PERIOD_END.date()) if d.weekday() < 5 or rng.random() < 0.1]
