@@ -60,7 +60,7 @@ from pipeline.config import CleanSettings, Settings
 from pipeline.dates import Order
 from pipeline.errors import ConfigError, FixYourData, GateFailed, InputFileError, ResourceExhausted, TryAgain
 from pipeline.observe import Progress, current_rss_mb, peak_rss_mb, stage_trace
-from pipeline.sources import SQLiteSource, check_sqlite_file, quote_sqlite, sha256_file
+from pipeline.sources import LENIENT_TEXT, SQLiteSource, check_sqlite_file, quote_sqlite, sha256_file
 from pipeline.values import BIGINT_MAX, BIGINT_MIN, placeholder_set
 
 log = logging.getLogger(__name__)
@@ -1176,7 +1176,7 @@ def _orphans(path: Path) -> list[dict[str, Any]]:
 def _export_audit(db: Path, run_id: str, target: Path) -> int:
     """Write this run's audit rows as JSON lines to ``target`` (a temporary path)."""
     conn = sqlite3.connect(f"file:{db.resolve().as_posix()}?mode=ro", uri=True)
-    conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
+    conn.text_factory = LENIENT_TEXT
     n = 0
     try:
         with open(target, "w", encoding="utf-8") as fh:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from contracts.schemas.tickets import CLOSED_STATUSES
 from pipeline.errors import ConfigError, InputFileError
-from pipeline.sources import check_sqlite_file
+from pipeline.sources import LENIENT_TEXT, check_sqlite_file
 
 if TYPE_CHECKING:
     import psycopg
@@ -195,6 +195,15 @@ def _not_available(metric: Metric, note: str) -> MetricValue:
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
+def _skipped(metric: Metric, has_quality: bool, where: str) -> MetricValue | None:
+    """The n/a value of a metric that cannot run here, or None when it can."""
+    if not metric.computable:
+        return _not_available(metric, metric.note)
+    if metric.needs_quality_table and not has_quality:
+        return _not_available(metric, f"no {QUALITY_TABLE} table with {', '.join(sorted(QUALITY_COLUMNS))} in {where}")
+    return None
+
+
 def postgres_query(metric: Metric, schema: str, min_team_tickets: int = MIN_TEAM_TICKETS) -> "psycopg.sql.Composed":
     """The metric's PostgreSQL statement for ``schema``, identifiers and constants quoted."""
     from psycopg import sql
@@ -241,11 +250,9 @@ def compute_metrics(
         has_quality = _pg_quality_table(conn, schema)
         results = []
         for metric in wanted:
-            if not metric.computable:
-                results.append(_not_available(metric, metric.note))
-                continue
-            if metric.needs_quality_table and not has_quality:
-                results.append(_not_available(metric, f"no {QUALITY_TABLE} table with {', '.join(sorted(QUALITY_COLUMNS))} in schema {schema}"))
+            skipped = _skipped(metric, has_quality, f"schema {schema}")
+            if skipped:
+                results.append(skipped)
                 continue
             started = time.perf_counter()
             try:
@@ -299,7 +306,7 @@ def compute_metrics_sqlite(
     p = check_sqlite_file(path)
     wanted = _select(ids)
     conn = sqlite3.connect(f"file:{p.resolve().as_posix()}?mode=ro", uri=True)
-    conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
+    conn.text_factory = LENIENT_TEXT
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = {"tickets", "comments", "timesheets"} - tables
@@ -308,11 +315,9 @@ def compute_metrics_sqlite(
         has_quality = QUALITY_TABLE in tables and QUALITY_COLUMNS <= {r[1] for r in conn.execute(f"PRAGMA table_info({QUALITY_TABLE})")}
         results = []
         for metric in wanted:
-            if not metric.computable:
-                results.append(_not_available(metric, metric.note))
-                continue
-            if metric.needs_quality_table and not has_quality:
-                results.append(_not_available(metric, f"no {QUALITY_TABLE} table with {', '.join(sorted(QUALITY_COLUMNS))} in {p.name}"))
+            skipped = _skipped(metric, has_quality, p.name)
+            if skipped:
+                results.append(skipped)
                 continue
             started = time.perf_counter()
             cur = conn.execute(sqlite_query(metric, min_team_tickets))

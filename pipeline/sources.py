@@ -22,6 +22,10 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 # data to be profiled or gated. Their old values would read as defects.
 BOOKKEEPING_TABLES = ("_audit", "_quarantine")
 
+# SQLite text_factory for exports that may hold invalid UTF-8: decode leniently, in C
+# (str with errors=), not through a Python lambda: it runs once per text cell.
+LENIENT_TEXT = functools.partial(str, encoding="utf-8", errors="replace")
+
 
 def quote_sqlite(name: str) -> str:
     """Quote an identifier for SQLite (headers come from user files)."""
@@ -102,9 +106,7 @@ class SQLiteSource:
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.DatabaseError as exc:
             raise InputFileError(f"--source {self.path} cannot be opened as SQLite: {exc}", "check that the file is not truncated or still being written") from None
-        # Comment text may hold invalid UTF-8 from odd exports: decode leniently, in C
-        # (str with errors=), not through a Python lambda: it runs once per text cell.
-        self.conn.text_factory = functools.partial(str, encoding="utf-8", errors="replace")
+        self.conn.text_factory = LENIENT_TEXT
 
     def tables(self) -> list[str]:
         """The data tables: SQLite's own and the cleaner's bookkeeping tables left out."""
