@@ -3,7 +3,9 @@
 Size: ``SDETL_BENCH_TICKETS`` tickets (else ``SERVICEDESK_BENCH_TICKETS``, as the other
 benchmarks read; default 1,000). The generated exports follow the real proportions
 (about 24 rows per ticket with every known defect injected): about 10,900 tickets give
-260K rows, 21,800 give 520K, 42,000 give 1M. Run with
+260K rows, 21,800 give 520K, 42,000 give 1M; ``SDETL_BENCH_EXPORTS=DIR`` reads
+workbooks generated before instead (``servicedesk-etl sample --out DIR --tickets N
+--seed 11``: generating 1M rows takes minutes). Run with
 ``pytest tests/perf/test_pipeline_bench.py --run-perf`` (or ``--benchmark-only``), with
 ``--benchmark-autosave`` to keep the figures for ``servicedesk-etl sla``.
 
@@ -52,6 +54,12 @@ pytestmark = [pytest.mark.perf, pytest.mark.postgres]
 def exports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.sample import generate
 
+    cached = os.environ.get("SDETL_BENCH_EXPORTS")
+    if cached:  # workbooks generated before (minutes at 1M rows): only read here
+        folder = Path(cached)
+        for name in WORKBOOKS:
+            assert (folder / f"{name}.xlsx").is_file(), f"SDETL_BENCH_EXPORTS={cached} holds no {name}.xlsx"
+        return folder
     folder = tmp_path_factory.mktemp(f"pipeline_bench_{TICKETS}")
     generate(folder, tickets=TICKETS, seed=11, clean=False)
     return folder
@@ -158,7 +166,7 @@ def test_whole_pipeline(benchmark, exports: Path, pg_dsn: str, tmp_path: Path) -
     total = benchmark.stats.stats.mean
     in_run = sum(s["seconds"] for s in steps)
     info = benchmark.extra_info
-    info["tickets"] = TICKETS
+    info["tickets"] = json.loads((exports / "manifest.json").read_text())["tickets"] if (exports / "manifest.json").is_file() else TICKETS
     info["rows"] = rows
     info["rows_migrated"] = migrated
     info["seconds"] = round(total, 3)
