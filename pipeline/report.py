@@ -49,7 +49,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("steps", "Steps"),
 )
 # The steps of `servicedesk-etl run`, in order (pipeline.run).
-STEP_ORDER = ("ingest", "preflight", "gate1", "clean", "gate2", "migrate", "gate3")
+STEP_ORDER = ("preflight", "ingest", "gate1", "clean", "gate2", "migrate", "gate3")
 GATES = (
     ("gate1", "Gate 1", "raw data"),
     ("gate2", "Gate 2", "cleaned data"),

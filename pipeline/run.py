@@ -1,6 +1,6 @@
 """The whole pipeline in one command, and the demo of the README.
 
-``servicedesk-etl run`` takes three workbooks through ingest -> preflight -> Gate 1
+``servicedesk-etl run`` takes three workbooks through preflight -> ingest -> Gate 1
 (the pytest gate on the raw database) -> Gate 2 (clean, when Gate 1 says CLEAN and
 ``--auto-clean`` is given) -> Gate 3 (migration: canary, new version, validation,
 backup, cut-over) -> the post-migration contract run on the live schema. Each gate is a
@@ -232,6 +232,26 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
         rec.progress(None, status="stopped" if code else "done")
         return RunResult(run_id, run_dir, code, message, rec.steps, scores)
 
+    # -- preflight ----------------------------------------------------------------------
+    def do_preflight() -> dict[str, Any]:
+        # Before ingest: the workbooks stand for the source (their uncompressed size
+        # bounds the databases this run writes), so a full disk stops the run first.
+        res = preflight.run(
+            preflight.PreflightConfig(
+                source=None, workbooks=(config.tickets, config.comments, config.timesheets), target=target, settings=settings, work_dirs=(run_dir,)
+            )
+        )
+        data = res.as_dict()
+        if data["status"] == "FAIL":  # the step's outcome, in progress.json and metrics.prom
+            data["_outcome"] = "failed"
+        return data
+
+    pre = rec.step("preflight", do_preflight)
+    if pre["status"] == "FAIL":
+        failed = [c for c in pre["checks"] if c["status"] == "FAIL"]
+        msg = "; ".join(f"{c['name']}: {c['details']} (fix: {c['remedy']})" for c in failed)
+        return stop(EXIT_PREFLIGHT, f"preflight failed: {msg}")
+
     # -- ingest -----------------------------------------------------------------------
     if state.reusable("ingest", raw_db):
         rec.add(StepRecord("ingest", "reused", 0.0, peak_rss_mb(), state.data["ingest"]))
@@ -245,22 +265,6 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
             return {"rows": sum(rows.values()), "rows_by_table": rows}
 
         state.record("ingest", raw_db, rec.step("ingest", do_ingest))
-
-    # -- preflight ----------------------------------------------------------------------
-    def do_preflight() -> dict[str, Any]:
-        res = preflight.run(
-            preflight.PreflightConfig(source=raw_db, target=target, settings=settings, work_dirs=(run_dir,))
-        )
-        data = res.as_dict()
-        if data["status"] == "FAIL":  # the step's outcome, in progress.json and metrics.prom
-            data["_outcome"] = "failed"
-        return data
-
-    pre = rec.step("preflight", do_preflight)
-    if pre["status"] == "FAIL":
-        failed = [c for c in pre["checks"] if c["status"] == "FAIL"]
-        msg = "; ".join(f"{c['name']}: {c['details']} (fix: {c['remedy']})" for c in failed)
-        return stop(EXIT_PREFLIGHT, f"preflight failed: {msg}")
 
     # -- Gate 1 -------------------------------------------------------------------------
     gate1 = _gate(rec, "gate1", run_gate, run_dir, config, source=raw_db)

@@ -220,7 +220,7 @@ def test_run_with_auto_clean_migrates_and_leaves_a_complete_run_folder(defective
     result = run(config_for(defective_exports, in_tmp, pg_dsn, auto_clean=True))
 
     assert result.exit_code == EXIT_OK, result.message
-    assert step_names(result) == ["ingest", "preflight", "gate1", "clean", "gate2", "migrate", "gate3"]
+    assert step_names(result) == ["preflight", "ingest", "gate1", "clean", "gate2", "migrate", "gate3"]
     gate1 = result.steps[2]
     assert gate1.outcome == "failed" and gate1.detail["verdict"] == "CLEAN"  # the quirks were found...
     assert all(s.outcome == "ok" for s in result.steps[3:])  # ...and fixed
@@ -279,7 +279,7 @@ def test_gate1_fix_source_stops_before_anything_is_loaded(corrupt_date_exports: 
     before = live_snapshot(live_dsn)
     result = run(config_for(corrupt_date_exports, in_tmp, live_dsn, auto_clean=True))
     assert result.exit_code == EXIT_GATE1
-    assert step_names(result) == ["ingest", "preflight", "gate1"]
+    assert step_names(result) == ["preflight", "ingest", "gate1"]
     assert result.steps[-1].detail["verdict"] == "FIX_SOURCE"
     assert result.message.startswith("Gate 1 (raw data) failed")
     assert "TKT-Created Time" in result.message
@@ -292,7 +292,7 @@ def test_gate1_clean_without_auto_clean_asks_for_it(defective_exports: Path, liv
     before = live_snapshot(live_dsn)
     result = run(config_for(defective_exports, in_tmp, live_dsn))
     assert result.exit_code == EXIT_NEEDS_CLEAN
-    assert step_names(result) == ["ingest", "preflight", "gate1"]
+    assert step_names(result) == ["preflight", "ingest", "gate1"]
     assert "--auto-clean" in result.message
     assert not (result.run_dir / "clean.db").exists()
     assert live_snapshot(live_dsn) == before
@@ -302,7 +302,7 @@ def test_gate2_fails_on_what_cleaning_cannot_fix(nul_exports: Path, live_dsn: st
     before = live_snapshot(live_dsn)
     result = run(config_for(nul_exports, in_tmp, live_dsn, auto_clean=True))
     assert result.exit_code == EXIT_GATE2
-    assert step_names(result) == ["ingest", "preflight", "gate1", "clean", "gate2"]
+    assert step_names(result) == ["preflight", "ingest", "gate1", "clean", "gate2"]
     assert result.message.startswith("Gate 2 (cleaned data) failed")
     assert "tickets::TKT-Severity::NUL_BYTES" in result.message
     assert live_snapshot(live_dsn) == before
@@ -313,7 +313,7 @@ def test_gate2_fails_on_a_quality_score_below_the_threshold(nul_exports: Path, l
     before = live_snapshot(live_dsn)
     result = run(config_for(nul_exports, in_tmp, live_dsn, toml="[gate]\nquality_threshold = 99.9\n", auto_clean=True))
     assert result.exit_code == EXIT_GATE2
-    assert step_names(result) == ["ingest", "preflight", "gate1", "clean"]
+    assert step_names(result) == ["preflight", "ingest", "gate1", "clean"]
     assert result.steps[2].detail["verdict"] == "CLEAN"
     assert "Gate 2 (clean) failed" in result.message and "below the threshold 99.9" in result.message
     assert not (result.run_dir / "clean.db").exists()
@@ -324,7 +324,7 @@ def test_duplicates_with_strategy_fail_stop_at_gate2(defective_exports: Path, li
     before = live_snapshot(live_dsn)
     result = run(config_for(defective_exports, in_tmp, live_dsn, toml='[clean]\nduplicates = "fail"\n', auto_clean=True))
     assert result.exit_code == EXIT_GATE2
-    assert step_names(result) == ["ingest", "preflight", "gate1", "clean"]
+    assert step_names(result) == ["preflight", "ingest", "gate1", "clean"]
     assert "Gate 2 (clean) failed" in result.message and "appear more than once" in result.message
     assert "keep_latest" in result.message  # the way forward
     assert live_snapshot(live_dsn) == before
@@ -336,7 +336,7 @@ def test_canary_failure_stops_gate3_before_the_full_load(clean_exports: Path, li
     before = live_snapshot(live_dsn)
     result = run(config_for(clean_exports, in_tmp, live_dsn, toml="[migrate]\ncanary_fraction = 0.0001\n", force=True))
     assert result.exit_code == EXIT_GATE3, result.message
-    assert step_names(result) == ["ingest", "preflight", "gate1", "migrate"]
+    assert step_names(result) == ["preflight", "ingest", "gate1", "migrate"]
     assert result.message.startswith("Gate 3 (migration) failed, the live schema is untouched")
     assert "canary" in result.message and "row_count" in result.message
     assert live_snapshot(live_dsn) == before
@@ -363,7 +363,7 @@ def test_unreachable_target_is_one_line_without_traceback(clean_exports: Path, t
         assert {s["name"]: s["outcome"] for s in saved["steps"]}["preflight"] == "failed"
 
 
-def test_an_unreadable_workbook_is_an_error_and_the_run_folder_says_so(clean_exports: Path, tmp_path: Path) -> None:
+def test_an_unreadable_workbook_is_an_error_and_the_run_folder_says_so(clean_exports: Path, live_dsn: str, tmp_path: Path) -> None:
     import shutil
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -374,12 +374,12 @@ def test_an_unreadable_workbook_is_an_error_and_the_run_folder_says_so(clean_exp
     shutil.copytree(clean_exports, folder)
     (folder / "tickets.xlsx").write_bytes(b"Ticket ID,Title\n1,not a workbook\n")
     with pytest.raises(InputFileError) as caught:
-        run(config_for(folder, tmp_path, "postgresql://nobody@/db?host=/nonexistent"))
+        run(config_for(folder, tmp_path, live_dsn))
     assert "tickets" in str(caught.value)
     (run_dir,) = (tmp_path / "runs").iterdir()
     saved = json.loads((run_dir / "result.json").read_text())
-    assert saved["exit_code"] == InputFileError.exit_code and saved["steps"][0] == saved["steps"][-1]
-    assert saved["steps"][0]["name"] == "ingest" and saved["steps"][0]["outcome"] == "failed"
+    assert saved["exit_code"] == InputFileError.exit_code
+    assert [(s["name"], s["outcome"]) for s in saved["steps"]] == [("preflight", "ok"), ("ingest", "failed")]
     assert json.loads((run_dir / "progress.json").read_text())["status"] == "failed"
     families = {f.name: f for f in text_string_to_metric_families((run_dir / "metrics.prom").read_text())}
     assert "servicedesk_etl_last_run_timestamp_seconds" in families

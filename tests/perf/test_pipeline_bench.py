@@ -146,7 +146,7 @@ def test_whole_pipeline(benchmark, exports: Path, pg_dsn: str, tmp_path: Path) -
     assert run["exit_code"] == 0, run["message"]
     run_dir = Path(run["run_dir"])
     steps = run["steps"]
-    assert [s["name"] for s in steps] == ["ingest", "preflight", "gate1", "clean", "gate2", "migrate", "gate3"]
+    assert [s["name"] for s in steps] == ["preflight", "ingest", "gate1", "clean", "gate2", "migrate", "gate3"]
     rows = next(s["rows"] for s in steps if s["name"] == "ingest")
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         migrated = sum(conn.execute(f'SELECT count(*) FROM servicedesk."{t}"').fetchone()[0] for t in WORKBOOKS)

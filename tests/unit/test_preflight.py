@@ -18,7 +18,7 @@ from pipeline import preflight
 from pipeline.backup import find_pg_tool, tool_version
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, GateFailed
-from pipeline.preflight import FAIL, PASS, WARN, PreflightConfig, check_disk, check_memory, check_pg_dump, check_source
+from pipeline.preflight import FAIL, PASS, WARN, PreflightConfig, check_disk, check_memory, check_pg_dump, check_source, check_workbooks
 
 
 def _db(path: Path, tables: tuple[str, ...] = ("tickets", "comments", "timesheets"), rows: int = 3) -> Path:
@@ -45,6 +45,36 @@ def test_good_source_passes_with_row_counts(tmp_path: Path) -> None:
     assert check.status == PASS
     assert check.data["rows"] == {"tickets": 3, "comments": 3, "timesheets": 3}
     assert size == (tmp_path / "clean.db").stat().st_size
+
+
+def test_workbooks_before_ingest_give_the_uncompressed_size_as_the_estimate(sample_dir: Path) -> None:
+    import zipfile
+
+    books = tuple(sample_dir / f"{n}.xlsx" for n in ("tickets", "comments", "timesheets"))
+    check, size = check_workbooks(books)
+    assert check.status == PASS
+    expected = sum(i.file_size for b in books for i in zipfile.ZipFile(b).infolist())
+    assert size == check.data["estimated_bytes"] == expected
+    assert size > sum(b.stat().st_size for b in books)  # the parts are compressed in the file
+
+
+def test_missing_workbook_fails_and_unreadable_one_warns(tmp_path: Path) -> None:
+    check, size = check_workbooks((tmp_path / "tickets.xlsx",))
+    assert check.status == FAIL and "does not exist" in check.details and check.remedy and size == 0
+    (tmp_path / "tickets.xlsx").write_text("TKT-Ticket ID\n1\n")
+    check, size = check_workbooks((tmp_path / "tickets.xlsx",))
+    # ingest gives the precise message (not a zip, encrypted, corrupt); the size still counts
+    assert check.status == WARN and "not readable as XLSX" in check.details and check.remedy
+    assert size == (tmp_path / "tickets.xlsx").stat().st_size
+
+
+def test_run_with_workbooks_checks_disk_against_the_estimate(sample_dir: Path, tmp_path: Path) -> None:
+    books = tuple(sample_dir / f"{n}.xlsx" for n in ("tickets", "comments", "timesheets"))
+    result = preflight.run(
+        PreflightConfig(source=None, workbooks=books, target="postgresql://u@127.0.0.1:1/db", settings=Settings(), work_dirs=(tmp_path,), connect_timeout=1)
+    )
+    disk = result.check("disk")
+    assert disk.data["needed_bytes"] == 2 * result.check("source").data["estimated_bytes"]
 
 
 @pytest.mark.parametrize(
