@@ -270,6 +270,7 @@ class ColumnPlan:
     # quarantined as unfixable by the rules that follow.
     keep_blank: bool = False
     keep_tokens: frozenset[str] = frozenset()
+    tokens: frozenset[str] = frozenset()  # the placeholder tokens its rules turn to NULL
 
     # Results per distinct short value (dates and ids repeat a lot); None: no memo.
     memo: dict[tuple[type, Any], Fix] | None = None
@@ -395,6 +396,8 @@ def plan_table(
             steps.append(lambda v, t=tokens: tf.placeholder_to_null(v, t))
             failures.append("")
         plan = ColumnPlan(name, kind, not col.nullable, steps, failures)
+        if cs.null_placeholders:
+            plan.tokens = tokens
         if typed:
             plan.keep_blank = not cs.null_empty_strings
             plan.keep_tokens = frozenset() if cs.null_placeholders else tokens
@@ -584,6 +587,8 @@ def _row_key(values: Sequence[Any]) -> str | None:
     return "[" + ", ".join(map(_json_part, values)) + "]"
 
 
+# A GLOB pattern matching text that JSON writes with escapes (control characters, '"', '\\').
+_JSON_ESCAPES = "('*[' || char(" + ", ".join(str(c) for c in range(1, 32)) + ") || '\"\\]*')"
 _encode_text = json.encoder.encode_basestring  # the C encoder json.dumps uses for str
 
 
@@ -628,7 +633,12 @@ class _Builder:
         self.run_id = run_id
         self.today = today
         self.profile = profile
-        self.conn = sqlite3.connect(temp, isolation_level=None)
+        self.conn = sqlite3.connect(Path(temp).resolve().as_uri(), uri=True, isolation_level=None)
+        # The source, read-only, beside the output: SQLite copies the rows in C.
+        self.conn.execute("ATTACH DATABASE ? AS src", (f"{Path(source.path).resolve().as_uri()}?mode=ro",))
+        self.conn.text_factory = LENIENT_TEXT
+        self.conn.create_function("sdetl_row_key", 1, lambda v: _row_key([v]), deterministic=True)
+        self.conn.create_function("sdetl_json_part", 1, _json_part, deterministic=True)
         # The temporary file is thrown away on any failure: no journal file beside it,
         # no fsync per transaction (the finished file is fsynced once before the rename).
         self.conn.execute("PRAGMA journal_mode = OFF")
@@ -785,75 +795,254 @@ class _Builder:
         key = spec.facts(schema).key
         key_idx = [index[k] for k in key if k in index]
         key_present = len(key_idx) == len(key)
-        cols_sql = ", ".join(quote_sqlite(c) for c in columns)
-        insert = f"INSERT INTO {quote_sqlite(table)} (rowid, {cols_sql}) VALUES (?, {', '.join('?' for _ in columns)})"
-        audit_insert = f"INSERT INTO {AUDIT_TABLE} VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})"
+        q = quote_sqlite
+        src = f"src.{q(table)}"
+        cols_sql = ", ".join(q(c) for c in columns)
+        insert = f"INSERT INTO main.{q(table)} (rowid, {cols_sql}) VALUES (?, {', '.join('?' for _ in columns)})"
         quarantine_insert = f"INSERT INTO {QUARANTINE_TABLE} VALUES ({', '.join('?' for _ in QUARANTINE_COLUMNS)})"
+        # Set-based: each short-valued column's rules run once per distinct value (in
+        # Python, as before), their outcomes go to small temporary tables, and SQLite
+        # copies the rows, joined to them, in C. Rows with a cell that fails a rule,
+        # a missing required value, or long text that may need hygiene take the row
+        # path below (the same code as a whole-row clean), in source order.
+        changed: list[tuple[int, str]] = []  # (column index, its temporary table of changed values)
+        slow_when: list[str] = []  # SQL predicates (on alias s) sending a row to the row path
+        slow_args: list[Any] = []
+        for i, plan in work:
+            c = f"s.{q(plan.name)}"
+            if plan.required:
+                slow_when.append(f"{c} IS NULL")
+            if plan.memo is None:  # long text: unique values, judged row by row in SQL first
+                when, args = self._text_suspect(plan, c)
+                slow_when.append(when)
+                slow_args.extend(args)
+                continue
+            has_changed, has_bad = self._value_outcomes(table, i, plan)
+            if has_changed:
+                changed.append((i, f"temp.chg_{i}"))
+            if has_bad:
+                slow_when.append(f"EXISTS (SELECT 1 FROM temp.bad_{i} b WHERE b.ty = typeof({c}) AND b.v = {c})")
+        self.conn.execute("DROP TABLE IF EXISTS temp.slow")
+        self.conn.execute("CREATE TEMP TABLE slow (rid INTEGER PRIMARY KEY)")
+        if slow_when:
+            self.conn.execute(f"INSERT INTO temp.slow SELECT s.rowid FROM {src} s WHERE {' OR '.join(slow_when)}", slow_args)
+        joins = "".join(
+            f" LEFT JOIN {t} m{i} ON m{i}.ty = typeof(s.{q(columns[i])}) AND m{i}.v = s.{q(columns[i])}" for i, t in changed
+        )
+        exprs = {i: f"CASE WHEN m{i}.ty IS NULL THEN s.{q(columns[i])} ELSE m{i}.new END" for i, _ in changed}
+        select = ", ".join(exprs.get(i, f"s.{q(c)}") for i, c in enumerate(columns))
+        fast_insert = (
+            f"INSERT INTO main.{q(table)} (rowid, {cols_sql}) SELECT s.rowid, {select} FROM {src} s{joins} "
+            f"WHERE s.rowid >= ? AND s.rowid < ? AND s.rowid NOT IN (SELECT rid FROM temp.slow)"
+        )
+        # The audit rows of a chunk, in the order of the row path: by row, then column.
+        row_key = self._row_key_sql([f"o.{q(columns[k])}" for k in key_idx]) if key_present else "NULL"
+        parts, part_args = [], []
+        for i, t in changed:
+            c = f"s.{q(columns[i])}"
+            parts.append(
+                f"SELECT o.rowid AS rid, {i} AS ci, {row_key} AS rk, ? AS name, m.v AS old, m.new AS new, m.rule AS rule "
+                f"FROM main.{q(table)} o JOIN {src} s ON s.rowid = o.rowid JOIN {t} m ON m.ty = typeof({c}) AND m.v = {c} "
+                f"WHERE o.rowid >= ? AND o.rowid < ? AND o.rowid NOT IN (SELECT rid FROM temp.slow)"
+            )
+            part_args.append((columns[i],))
+        parts.append("SELECT rid, ci, rk, name, old, new, rule FROM temp.row_audit")
+        audit_insert = (
+            f"INSERT INTO {AUDIT_TABLE} ({', '.join(AUDIT_COLUMNS)}) SELECT ?, ?, rk, name, old, new, rule, ?, rid "
+            f"FROM ({' UNION ALL '.join(parts)}) ORDER BY rid, ci"
+        )
+        self.conn.execute("DROP TABLE IF EXISTS temp.row_audit")
+        self.conn.execute("CREATE TEMP TABLE row_audit (rid, ci, rk, name, old, new, rule)")
+        slow_rows = f"SELECT rowid, {cols_sql} FROM {src} WHERE rowid IN (SELECT rid FROM temp.slow WHERE rid >= ? AND rid < ?) ORDER BY rowid"
         rows_in = rows_out = quarantined = 0
-        run_id = self.run_id
-        for batch in self._batches(table, columns):
+        for lo, hi in self._chunks(src):
             stamp = _now()
-            n = len(batch)
-            cols = list(zip(*batch))  # cols[0]: rowids; cols[i + 1]: column i
-            # Column by column: most cells need no change, and most rows none at all.
-            row_changes: dict[int, list[tuple[int, str, Any, Any, str]]] = {}
-            row_failures: dict[int, list[tuple[str, str]]] = {}
-            for i, plan in work:
-                col = cols[i + 1]
-                fixes = plan.fix_batch(col)
-                touched = [] if fixes is None else [j for j, f in enumerate(fixes) if f is not None]
-                became_null = set()
-                for j in touched:
-                    fix = fixes[j]  # type: ignore[index]
-                    if fix.failure is not None:
-                        row_failures.setdefault(j, []).append((fix.failure, f"{plan.name}: {fix.reason}"))
-                    else:
-                        row_changes.setdefault(j, []).append((i, plan.name, col[j], fix.value, fix.rule))
-                        if fix.value is None:
-                            became_null.add(j)
-                if plan.required:
-                    is_key = plan.name in key
-                    rule = Q_NULL_KEY if is_key else Q_REQUIRED
-                    why = f"{plan.name}: missing in a required {'key ' if is_key else ''}column"
-                    missing = _missing_positions(col)
-                    for j in sorted(became_null.union(missing)) if became_null else missing:
-                        row_failures.setdefault(j, []).append((rule, why))
-            out_rows: list[tuple[Any, ...]] = []
-            audit: list[tuple[Any, ...]] = []
-            quarantine: list[tuple[Any, ...]] = []
-            for j, row in enumerate(batch):
-                failures = row_failures.get(j)
-                cell_changes = row_changes.get(j)
-                if failures is None and cell_changes is None:
-                    out_rows.append(row)  # (rowid, *values): unchanged
-                    continue
-                rowid = row[0]
-                original = row[1:]
-                if failures is not None:
-                    shown_key = _row_key([original[i] for i in key_idx]) if key_present else None
-                    rule = failures[0][0]
-                    reason = "; ".join(r for _, r in failures)
-                    quarantine.append((run_id, table, shown_key, reason, rule, _row_json(columns, original), rowid, stamp))
-                    self.quarantined[(table, rule)] += 1
-                    quarantined += 1
-                    continue
-                values = list(original)
-                for i, _, _, new_value, _ in cell_changes:  # type: ignore[union-attr]
-                    values[i] = new_value
-                row_key = _row_key([values[i] for i in key_idx]) if key_present else None
-                for _, name, old, new_value, rule in cell_changes:  # type: ignore[union-attr]
-                    audit.append((run_id, table, row_key, name, old, new_value, rule, stamp, rowid))
-                out_rows.append((rowid, *values))
-            del cols
-            self.conn.executemany(insert, out_rows)
-            if audit:
-                self.conn.executemany(audit_insert, audit)
-            if quarantine:
-                self.conn.executemany(quarantine_insert, quarantine)
+            fast = self.conn.execute(fast_insert, (lo, hi)).rowcount
+            n = fast
+            row_audit: list[tuple[Any, ...]] = []
+            cur = self.conn.execute(slow_rows, (lo, hi))
+            while batch := cur.fetchmany(self.cs.batch_rows):
+                out_rows, audit, quarantine = self._fix_rows(table, columns, work, key, key_idx, key_present, batch, stamp)
+                self.conn.executemany(insert, out_rows)
+                row_audit.extend(audit)
+                if quarantine:
+                    self.conn.executemany(quarantine_insert, quarantine)
+                quarantined += len(quarantine)
+                n += len(batch)
+                rows_out += len(out_rows)
+            if row_audit:
+                self.conn.executemany("INSERT INTO temp.row_audit VALUES (?, ?, ?, ?, ?, ?, ?)", row_audit)
+            if changed or row_audit:
+                args: list[Any] = [self.run_id, table, stamp]
+                for (name,) in part_args:
+                    args.extend((name, lo, hi))
+                self.conn.execute(audit_insert, args)
+            if row_audit:
+                self.conn.execute("DELETE FROM temp.row_audit")
             rows_in += n
-            rows_out += len(out_rows)
+            rows_out += fast
             self._advance(n)
+        for i, _ in changed:
+            self.conn.execute(f"DROP TABLE temp.chg_{i}")
+        for i, plan in work:
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.bad_{i}")
+        self.conn.execute("DROP TABLE temp.slow")
+        self.conn.execute("DROP TABLE temp.row_audit")
         self.tables[table] = TableSummary(rows_in, rows_out, quarantined, 0, 0)  # changed cells: counted from the audit at the end
+
+    def _chunks(self, src: str) -> Iterator[tuple[int, int]]:
+        """Rowid ranges [lo, hi) of about ``batch_rows`` source rows each, in order."""
+        step = self.cs.batch_rows
+        row = self.conn.execute(f"SELECT min(rowid), max(rowid) FROM {src}").fetchone()
+        if row[0] is None:
+            return
+        lo, last = row
+        while lo <= last:
+            nxt = self.conn.execute(f"SELECT rowid FROM {src} WHERE rowid >= ? ORDER BY rowid LIMIT 1 OFFSET ?", (lo, step)).fetchone()
+            hi = last + 1 if nxt is None else nxt[0]
+            yield lo, hi
+            lo = hi
+
+    def _value_outcomes(self, table: str, i: int, plan: ColumnPlan) -> tuple[bool, bool]:
+        """The column's rules over each distinct non-NULL value, into ``temp.chg_<i>``
+        (values changed: ty, v, new, rule) and ``temp.bad_<i>`` (values sending the row
+        to quarantine); whether each has rows. The values stay in SQLite (keys by id):
+        Python only reads them to judge."""
+        q = quote_sqlite
+        c = q(plan.name)
+        conn = self.conn
+        for name in ("vals", "outcomes", f"chg_{i}", f"bad_{i}"):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+        conn.execute("CREATE TEMP TABLE vals (id INTEGER PRIMARY KEY, ty TEXT, v)")
+        conn.execute(f"INSERT INTO temp.vals (ty, v) SELECT DISTINCT typeof({c}), {c} FROM src.{q(table)} WHERE {c} IS NOT NULL")
+        conn.execute("CREATE TEMP TABLE outcomes (id INTEGER PRIMARY KEY, new, rule TEXT, bad INTEGER)")
+        required = plan.required
+        judge = plan._apply
+        read = conn.cursor().execute("SELECT id, v FROM temp.vals")
+        any_changed = any_bad = False
+        while batch := read.fetchmany(self.cs.batch_rows):
+            out = []
+            for vid, v in batch:
+                fix = judge(v)
+                missing = required and type(v) is str and not v.strip()
+                if fix is None:
+                    if missing:
+                        out.append((vid, None, None, 1))
+                        any_bad = True
+                    continue
+                bad = fix.failure is not None or (required and (missing or fix.value is None))
+                any_bad = any_bad or bad
+                any_changed = any_changed or not bad
+                out.append((vid, fix.value, fix.rule, 1 if bad else 0))
+            if out:
+                conn.executemany("INSERT INTO temp.outcomes VALUES (?, ?, ?, ?)", out)
+        if any_changed:
+            conn.execute(f"CREATE TEMP TABLE chg_{i} AS SELECT v.ty, v.v, o.new, o.rule FROM temp.vals v JOIN temp.outcomes o ON o.id = v.id WHERE o.bad = 0")
+            conn.execute(f"CREATE INDEX temp.chg_{i}_v ON chg_{i} (v, ty)")
+        if any_bad:
+            conn.execute(f"CREATE TEMP TABLE bad_{i} AS SELECT v.ty, v.v FROM temp.vals v JOIN temp.outcomes o ON o.id = v.id WHERE o.bad = 1")
+            conn.execute(f"CREATE INDEX temp.bad_{i}_v ON bad_{i} (v, ty)")
+        conn.execute("DROP TABLE temp.vals")
+        conn.execute("DROP TABLE temp.outcomes")
+        return any_changed, any_bad
+
+    def _text_suspect(self, plan: ColumnPlan, c: str) -> tuple[str, list[Any]]:
+        """A SQL predicate true for every long text value a rule of ``plan`` might change
+        (and some it will not): NUL, CR, a run of blank lines longer than the cap, no
+        letter or digit at all (blank), a placeholder token inside."""
+        cs = self.cs
+        # GLOB with literal characters is a fast scan in SQLite; instr() the slow one,
+        # for NUL (a GLOB pattern cannot hold it), last.
+        tests = [f"{c} GLOB ?", f"{c} GLOB ?", f"{c} GLOB ?", f"NOT {c} GLOB '*[0-9A-Za-z]*'"]
+        # CR; a run of more than max_blank_lines blank lines: that many + 2 line breaks
+        # in a row, or a line break followed by a space or a tab
+        args: list[Any] = ["*\r*", "*" + "\n" * (int(cs.max_blank_lines) + 2) + "*", "*\n[ \t]*"]
+        for tok in sorted(plan.keep_tokens | plan.tokens):
+            tests.append(f"instr({c}, ?) > 0")
+            args.append(tok)
+        tests.append(f"instr({c}, char(0)) > 0")
+        return f"(typeof({c}) = 'text' AND ({' OR '.join(tests)}))", args
+
+    @staticmethod
+    def _row_key_sql(keys: Sequence[str]) -> str:
+        """``_row_key`` of the key columns (SQL expressions) in SQL; values it cannot
+        write exactly as JSON in SQL go through ``_row_key`` itself."""
+        if len(keys) == 1:
+            k = keys[0]
+            return f"CASE typeof({k}) WHEN 'text' THEN {k} WHEN 'integer' THEN CAST({k} AS TEXT) WHEN 'null' THEN NULL ELSE sdetl_row_key({k}) END"
+        parts = []
+        for k in keys:
+            parts.append(
+                f"CASE typeof({k}) WHEN 'integer' THEN CAST({k} AS TEXT) "
+                f"WHEN 'text' THEN CASE WHEN instr(CAST({k} AS BLOB), x'00') = 0 AND NOT {k} GLOB {_JSON_ESCAPES} "
+                f"THEN '\"' || {k} || '\"' ELSE sdetl_json_part({k}) END ELSE sdetl_json_part({k}) END"
+            )
+        return "'[' || " + " || ', ' || ".join(parts) + " || ']'"
+
+    def _fix_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        work: Sequence[tuple[int, ColumnPlan]],
+        key: Sequence[str],
+        key_idx: Sequence[int],
+        key_present: bool,
+        batch: Sequence[tuple[Any, ...]],
+        stamp: str,
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Every rule on whole rows ``(rowid, *values)``: (rows out, audit rows as
+        ``(rowid, column index, row key, column, old, new, rule)``, quarantine rows)."""
+        run_id = self.run_id
+        cols = list(zip(*batch))  # cols[0]: rowids; cols[i + 1]: column i
+        # Column by column: most cells need no change, and most rows none at all.
+        row_changes: dict[int, list[tuple[int, str, Any, Any, str]]] = {}
+        row_failures: dict[int, list[tuple[str, str]]] = {}
+        for i, plan in work:
+            col = cols[i + 1]
+            fixes = plan.fix_batch(col)
+            touched = [] if fixes is None else [j for j, f in enumerate(fixes) if f is not None]
+            became_null = set()
+            for j in touched:
+                fix = fixes[j]  # type: ignore[index]
+                if fix.failure is not None:
+                    row_failures.setdefault(j, []).append((fix.failure, f"{plan.name}: {fix.reason}"))
+                else:
+                    row_changes.setdefault(j, []).append((i, plan.name, col[j], fix.value, fix.rule))
+                    if fix.value is None:
+                        became_null.add(j)
+            if plan.required:
+                is_key = plan.name in key
+                rule = Q_NULL_KEY if is_key else Q_REQUIRED
+                why = f"{plan.name}: missing in a required {'key ' if is_key else ''}column"
+                missing = _missing_positions(col)
+                for j in sorted(became_null.union(missing)) if became_null else missing:
+                    row_failures.setdefault(j, []).append((rule, why))
+        out_rows: list[tuple[Any, ...]] = []
+        audit: list[tuple[Any, ...]] = []
+        quarantine: list[tuple[Any, ...]] = []
+        for j, row in enumerate(batch):
+            failures = row_failures.get(j)
+            cell_changes = row_changes.get(j)
+            if failures is None and cell_changes is None:
+                out_rows.append(row)  # (rowid, *values): unchanged
+                continue
+            rowid = row[0]
+            original = row[1:]
+            if failures is not None:
+                shown_key = _row_key([original[i] for i in key_idx]) if key_present else None
+                rule = failures[0][0]
+                reason = "; ".join(r for _, r in failures)
+                quarantine.append((run_id, table, shown_key, reason, rule, _row_json(columns, original), rowid, stamp))
+                self.quarantined[(table, rule)] += 1
+                continue
+            values = list(original)
+            for i, _, _, new_value, _ in cell_changes:  # type: ignore[union-attr]
+                values[i] = new_value
+            row_key = _row_key([values[i] for i in key_idx]) if key_present else None
+            for i, name, old, new_value, rule in cell_changes:  # type: ignore[union-attr]
+                audit.append((rowid, i, row_key, name, old, new_value, rule))
+            out_rows.append((rowid, *values))
+        return out_rows, audit, quarantine
 
     # -- duplicates, on the output in SQL (bounded memory)
 
