@@ -122,6 +122,10 @@ PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 SPILL_CHARS = 256
 DEFAULT_SST_MEMORY_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 1 << 18
+# Rows are read by _RowScanner where they are plain (see there); False: expat reads all.
+FAST_ROWS = True
+# A sheet with no row end in this many bytes is read by expat alone.
+SCAN_LIMIT_BYTES = 64 << 20
 
 _EXCEL_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _ROOT_PREFIX = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet[\s>]")
@@ -560,12 +564,222 @@ class _Workbook:
         self.zip.close()
 
 
+_ABSENT = object()  # a cell that holds no value: it stays None in the row
+
+
+def _cell_value(t: str | None, raw: str, kind: int, strings: "_SharedStrings", epoch: datetime) -> Any:
+    """The value of a cell of type ``t`` whose ``<v>``/``<t>`` text is ``raw``.
+
+    The one place cell text becomes a value: the expat handlers and the row scanner
+    (``_RowScanner``) both call it, so both readings agree by construction.
+    """
+    if t is None or t == "n":
+        if not kind and raw.isdigit() and len(raw) < 19:
+            return int(raw)  # the common case: an id or a count
+        if not raw:
+            return _ABSENT  # <v></v>: no number at all, absent
+        number = float(raw)
+        if kind:
+            return _serial_to_iso(number, kind, epoch)
+        if number.is_integer() and -(2**63) <= number < 2**63:
+            return int(number)
+        return number
+    if t == "s":
+        return strings[int(raw)]
+    if t == "inlineStr" or t == "str":
+        return _unescape_excel(raw)
+    if t == "b":
+        return 1 if raw.strip() in ("1", "true") else 0
+    if t == "d":
+        return _iso_cell(raw, kind or _DATETIME)
+    return raw  # "e": an error value, kept as the sheet shows it
+
+
+class _NotPlain(Exception):
+    """A row the scanner does not read itself: expat reads it."""
+
+
+_XML_REFERENCE = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));")
+_BAD_AMPERSAND = re.compile(r"&(?!(?:lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);)")
+_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+# Bytes XML 1.0 forbids in a document (controls but tab, LF, CR): the deletion table
+# keeps only them, so translate() returns b"" for a sound region.
+_NOT_CONTROL = bytes(b for b in range(256) if b >= 32 or b in (9, 10, 13))
+
+
+def _referenced_char(match: re.Match[str]) -> str:
+    name, decimal, hexadecimal = match.groups()
+    if name:
+        return _ENTITIES[name]
+    code = int(decimal, 10) if decimal else int(hexadecimal, 16)
+    # The characters XML 1.0 allows; expat rejects a reference to any other one.
+    if code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF:
+        return chr(code)
+    raise _NotPlain
+
+
+def _xml_text(raw: str) -> str:
+    """Character data as an XML parser reports it: line ends normalised, references decoded."""
+    if "\r" in raw:
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+    if "&" in raw:
+        if "&#" in raw:
+            if _BAD_AMPERSAND.search(raw):
+                raise _NotPlain  # an undefined entity or a bare '&': expat's error
+            return _XML_REFERENCE.sub(_referenced_char, raw)
+        # Only the five named entities (each '&' starts one of them, the counts say so):
+        # str.replace in C, '&amp;' last so that '&amp;lt;' stays '&lt;'.
+        count = raw.count
+        if count("&") != count("&lt;") + count("&gt;") + count("&amp;") + count("&quot;") + count("&apos;"):
+            raise _NotPlain  # an undefined entity or a bare '&': expat's error
+        raw = raw.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace("&amp;", "&")
+    return raw
+
+
+class _RowScanner:
+    """Reads the plain rows of the sheet XML with regular expressions (C), not expat.
+
+    Expat calls three to five Python handlers per cell (``<c>``, ``<v>`` or ``<is>``
+    and ``<t>``, their ends, the text); this cuts a run of whole rows into tokens with
+    one regular expression and takes one Python step per cell. It reads rows written
+    in the plain form exports use: ``<row r="N" ...>`` then cells ``<c r="A1" s="1"
+    t="inlineStr">`` (attributes in that order) holding nothing, one ``<v>``, or one
+    ``<is><t>``, with no space between the tags, in UTF-8 text with no forbidden
+    character, comment, CDATA or processing instruction. A run holding anything else
+    is read row by row, and every row that is not plain goes to expat, as does all the
+    XML around the rows, in document order: expat still checks the document and reads
+    every unusual form. Values come from ``_cell_value``, shared with the handlers.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        p = re.escape(prefix)
+        self.row_start = f"<{prefix}row".encode()
+        self.row_end = f"</{prefix}row>".encode()
+        # Text is anything but markup; references and line ends are checked and decoded
+        # by _xml_text, forbidden characters for the whole run beforehand.
+        text = "[^<]*"
+        row_attributes = f'(?: r="([0-9]+)")?((?: (?!r=)[A-Za-z_][\\w.:-]*="[^"<&]*")*)>'
+        cell = (
+            f'<{p}c r="([A-Z]{{1,3}})[0-9]+"(?: s="([0-9]+)")?(?: t="([A-Za-z]+)")?'
+            f"(?: ?/>|>(?:<{p}v>((?!<){text})</{p}v>"
+            f'|(<{p}is>)<{p}t(?: xml:space="preserve")?(?:/>|>({text})</{p}t>)</{p}is>)?</{p}c>)'
+        )
+        # One pass over a run: (row open, r, attributes, row close, 6 cell groups, other).
+        self.tokens = re.compile(f"(<{p}row){row_attributes}|(</{p}row>)|{cell}|([\\s\\S])")
+        self.rows = re.compile(f"<{p}row{row_attributes}[^<]*(?:<(?!/{p}row>)[^<]*)*</{p}row>")
+        self.cells = re.compile(f"{cell}|([\\s\\S])")
+        self.attribute_names = re.compile(r' ([^=]+)="')
+
+
+def _run_of_rows(
+    scanner: _RowScanner, text: str, kind_of_style: dict[str, int], strings: "_SharedStrings", epoch: datetime, row_number: int
+) -> list[tuple[int, list[Any], int]] | None:
+    """The rows of ``text`` (a run of whole rows), or None when any of them is not plain."""
+    columns = _COLUMN_CACHE
+    rows: list[tuple[int, list[Any], int]] = []
+    values: list[Any] | None = None
+    column = -1
+    try:
+        for opened, number, attributes, closed, letters, style, t, raw, inline, inline_text, other in scanner.tokens.findall(text):
+            if letters:
+                if values is None:
+                    return None
+                column = columns.get(letters)
+                if column is None:
+                    column = column_index(letters)
+                if raw:
+                    if "&" in raw or "\r" in raw:
+                        raw = _xml_text(raw)
+                    kind = kind_of_style.get(style, _PLAIN) if style else _PLAIN
+                    if not t and not kind and raw.isdigit() and len(raw) < 19:
+                        value: Any = int(raw)  # the common case: an id or a count
+                    else:
+                        value = _cell_value(t or None, raw, kind, strings, epoch)
+                        if value is _ABSENT:
+                            continue
+                elif inline:
+                    if t != "inlineStr" and t != "str":
+                        return None  # an inline string in a cell of another type
+                    if "&" in inline_text or "\r" in inline_text:
+                        inline_text = _xml_text(inline_text)
+                    value = _unescape_excel(inline_text) if "_x" in inline_text else inline_text
+                elif t == "inlineStr" or t == "str" or t == "s":
+                    value = ""  # a string cell holding nothing: the empty string, not NULL
+                else:
+                    continue  # a blank cell: absent (it still counts towards the row's extent)
+                n = len(values)
+                if column == n:
+                    values.append(value)
+                elif column > n:
+                    values.extend([None] * (column - n))
+                    values.append(value)
+                else:
+                    values[column] = value
+            elif closed:
+                if values is None:
+                    return None
+                rows.append((row_number, values, max(column + 1, len(values))))
+                values = None
+            elif opened:
+                if values is not None:
+                    return None
+                if attributes:
+                    names = scanner.attribute_names.findall(attributes)
+                    if len(set(names)) != len(names):
+                        return None  # a repeated attribute: expat's error
+                row_number = int(number) if number else row_number + 1
+                values = []
+                column = -1
+            else:
+                return None
+    except _NotPlain:
+        return None
+    return rows if values is None else None
+
+
+def _scan_rows(
+    scanner: _RowScanner,
+    text: str,
+    kind_of_style: dict[str, int],
+    strings: "_SharedStrings",
+    epoch: datetime,
+    row_number: int,
+    emit_row: Any,
+    to_expat: Any,
+) -> int:
+    """Read the rows of ``text`` (whole rows, as str) in order: plain ones here, others by expat.
+
+    Returns the number of the last row read (a row with no ``r`` counts on from it).
+    """
+    rows = _run_of_rows(scanner, text, kind_of_style, strings, epoch, row_number)
+    if rows is not None:
+        for row in rows:
+            emit_row(row)
+        return rows[-1][0] if rows else row_number
+    # Something in the run is not plain: row by row, the odd ones through expat.
+    position = 0
+    for row in scanner.rows.finditer(text):
+        if row.start() > position:
+            row_number = to_expat(text[position : row.start()], row_number)
+        position = row.end()
+        one = _run_of_rows(scanner, row.group(0), kind_of_style, strings, epoch, row_number)
+        if one is None:
+            row_number = to_expat(row.group(0), row_number)
+        else:
+            emit_row(one[0])
+            row_number = one[0][0]
+    if position < len(text):
+        row_number = to_expat(text[position:], row_number)
+    return row_number
+
+
 def _parse_sheet(
     stream: io.BufferedIOBase, strings: _SharedStrings, style_kinds: list[int], epoch: datetime
 ) -> Iterator[tuple[int, list[Any], int]]:
-    """The sheet XML through expat, one (row number, values) per ``<row>``.
+    """The sheet XML, one (row number, values, extent) per ``<row>``.
 
-    Handlers are closures over locals: this loop runs once per cell of the workbook.
+    Plain rows are read by ``_RowScanner``; the rest of the XML (and any row it does
+    not read) by expat, whose handlers are closures over locals: they run per cell.
     """
     head = stream.read(max(CHUNK_BYTES, 4096))  # the root element's prefix is in here
     m = _ROOT_PREFIX.search(head)
@@ -620,30 +834,9 @@ def _parse_sheet(
         if name == C:
             t = cell_type
             if has_value:
-                raw = text[0] if len(text) == 1 else "".join(text)
-                if t is None or t == "n":
-                    if not cell_kind and raw.isdigit() and len(raw) < 19:
-                        value: Any = int(raw)  # the common case: an id or a count
-                    elif not raw:
-                        return  # <v></v>: no number at all, absent
-                    else:
-                        number = float(raw)
-                        if cell_kind:
-                            value = _serial_to_iso(number, cell_kind, epoch)
-                        elif number.is_integer() and -(2**63) <= number < 2**63:
-                            value = int(number)
-                        else:
-                            value = number
-                elif t == "s":
-                    value = strings[int(raw)]
-                elif t == "inlineStr" or t == "str":
-                    value = _unescape_excel(raw)
-                elif t == "b":
-                    value = 1 if raw.strip() in ("1", "true") else 0
-                elif t == "d":
-                    value = _iso_cell(raw, cell_kind or _DATETIME)
-                else:  # "e": an error value, kept as the sheet shows it
-                    value = raw
+                value = _cell_value(t, text[0] if len(text) == 1 else "".join(text), cell_kind, strings, epoch)
+                if value is _ABSENT:
+                    return
             elif t == "inlineStr" or t == "str" or t == "s":
                 value = ""  # a string cell holding nothing: the empty string, not NULL
             else:
@@ -682,6 +875,27 @@ def _parse_sheet(
     )
     header_done = False
 
+    def to_expat(xml: str, current_row: int) -> int:
+        nonlocal row_number
+        row_number = current_row  # expat numbers a row with no r from the last row read
+        parser.Parse(xml.encode(), False)
+        return row_number
+
+    def emit_row(row: tuple[int, list[Any], int]) -> None:
+        ready.append(row)
+
+    # The scanner reads whole rows: the bytes are cut after the last complete row of
+    # each chunk. It needs UTF-8 text with no DTD (which could declare entities); the
+    # sheets Excel and the export tools write are all that.
+    declaration = head[: head.find(b"?>")] if head.startswith(b"<?xml") else b""
+    enc = re.search(rb'encoding\s*=\s*["\']([A-Za-z0-9._-]+)', declaration)
+    scanner = (
+        _RowScanner(prefix)
+        if FAST_ROWS and b"<!DOCTYPE" not in head and (enc is None or enc.group(1).lower() in (b"utf-8", b"utf8"))
+        else None
+    )
+    pending = b""
+
     def blocks() -> Iterator[bytes]:
         for i in range(0, len(head), CHUNK_BYTES):
             yield head[i : i + CHUNK_BYTES]
@@ -689,14 +903,53 @@ def _parse_sheet(
             yield block
 
     for block in blocks():
-        if header_done:
-            block = blank_cell.sub(b"", block)
-        parser.Parse(block, False)
+        if scanner is None:
+            if header_done:
+                block = blank_cell.sub(b"", block)
+            parser.Parse(block, False)
+        else:
+            pending += block
+            cut = pending.rfind(scanner.row_end)
+            if cut < 0:
+                if len(pending) > SCAN_LIMIT_BYTES:
+                    # No row ends in sight: an odd sheet. Expat reads the rest.
+                    parser.Parse(pending, False)
+                    pending = b""
+                    scanner = None
+                continue
+            cut += len(scanner.row_end)
+            region, pending = pending[:cut], pending[cut:]
+            if header_done:
+                region = blank_cell.sub(b"", region)
+            # Checked in bytes (memchr speed): what the scanner leaves to expat.
+            first = region.find(scanner.row_start)
+            if (
+                first < 0
+                or region.find(b"<!", first) >= 0
+                or region.find(b"<?", first) >= 0
+                or b"]]>" in region
+                or b"\xef\xbf\xbe" in region  # U+FFFE and U+FFFF, not XML characters
+                or b"\xef\xbf\xbf" in region
+                or region.translate(None, _NOT_CONTROL)
+            ):
+                parser.Parse(region, False)
+            else:
+                if first:
+                    parser.Parse(region[:first], False)
+                    region = region[first:]
+                try:
+                    xml = region.decode("utf-8")
+                except UnicodeDecodeError:
+                    parser.Parse(region, False)  # expat reports where
+                else:
+                    row_number = _scan_rows(scanner, xml, kind_of_style, strings, epoch, row_number, emit_row, to_expat)
         if ready:
             if not header_done:
                 header_done = any(v is not None and v != "" for _, vals, _ in ready for v in vals)
             yield from ready
             ready.clear()
+    if pending:
+        parser.Parse(pending, False)
     parser.Parse(b"", True)
     yield from ready
 

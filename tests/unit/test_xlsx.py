@@ -423,3 +423,70 @@ def test_generated_sample_reads_as_openpyxl_reads_it(sample_dir: Path, workbook:
         assert compared > 100
     finally:
         book.close()
+
+
+# --- the row scanner reads what expat reads -----------------------------------------------
+
+
+def _read_both(path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int = 1 << 18) -> tuple[object, object]:
+    import pipeline.xlsx as xlsx
+
+    monkeypatch.setattr(xlsx, "CHUNK_BYTES", chunk)
+    got = []
+    for fast in (True, False):
+        monkeypatch.setattr(xlsx, "FAST_ROWS", fast)
+        with open_first_sheet(path) as sheet:
+            rows = [row for batch in sheet.batches(7) for row in batch]
+            got.append((sheet.header, rows, sheet.dropped_columns, sheet.dropped_values, sheet.blank_rows, sheet.header_row_number))
+    return got[0], got[1]
+
+
+ODD_ROWS = [
+    '<row r="2"><c r="A2"><v>1</v></c>' + inline("B2", "plain") + "</row>",
+    '<row r="3" spans="1:2" ht="15"><c r="A3"><v>2</v></c><c r="B3" t="inlineStr"><is><t>a&amp;lt;b &#233;&#x1F600; q&quot;&apos;</t></is></c></row>',
+    '<row><c r="A4"><v>3</v></c><c r="B4" t="inlineStr"><is><t>cr\r\nlf\rx</t></is></c></row>',  # no r: counts on
+    '<row r="6"><c r="A6"><v>4</v></c><c r="B6" t="str"><f>A1</f><v>formula</v></c></row>',  # expat reads it
+    '<row><c r="A7"><v>5</v></c>' + inline("B7", "after an expat row") + "</row>",
+    '<row r="8">\n  <c r="A8"><v>6</v></c>\n</row>',  # whitespace between tags
+    '<row r="9"><c r="B9" t="inlineStr"><is><t xml:space="preserve"/></is></c><c r="A9"><v>7</v></c></row>',  # out of order
+    '<row r="10"><c r="A10" s="1"><v>45840.5</v></c><c r="B10" t="inlineStr"><is><r><t>ri</t></r><r><t>ch</t></r></is></c></row>',
+    '<row r="11"><c r="A11"><v>8</v></c><c r="B11" t="inlineStr"></c></row>',
+    '<row r="12"/>',
+    '<row r="13"><c r="A13" t="e"><v>#N/A</v></c><c r="B13" t="b"><v>1</v></c></row>',
+    '<row r="14"><c r="A14"><v>1E+20</v></c><c r="B14" t="inlineStr"><is><t>_x0000_ and _x005F_x0000_</t></is></c></row>',
+    '<row r="15"><c r="A15" t="n"><v>3652948.0</v></c><c r="B15" t="s"></c></row>',
+    "<row r=\"16\"><c r='A16'><v>9</v></c></row>",
+    '<!-- a comment --><row r="17"><c r="A17"><v>10</v></c><c r="B17" t="inlineStr"><is><t><![CDATA[<raw>]]></t></is></c></row>',
+]
+
+
+@pytest.mark.parametrize("prefix", ["", "x"])
+@pytest.mark.parametrize("chunk", [64, 300, 1 << 18])
+def test_row_scanner_reads_as_expat_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, prefix: str) -> None:
+    """Plain rows are read by regular expressions, the odd ones by expat: same values either way."""
+    path = write_xlsx(tmp_path / "odd.xlsx", HEADER + "".join(ODD_ROWS) * 3, prefix=prefix)
+    fast, slow = _read_both(path, monkeypatch, chunk)
+    assert fast == slow
+    assert len(fast[1]) == 3 * (len(ODD_ROWS) - 1)  # the empty row 12 is a blank row, skipped
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        '<row r="2"><c r="A2" t="inlineStr"><is><t>a &bogus; b</t></is></c></row>',
+        '<row r="2"><c r="A2" t="inlineStr"><is><t>a & b</t></is></c></row>',
+        '<row r="2"><c r="A2" t="inlineStr"><is><t>nul &#0; ref</t></is></c></row>',
+        '<row r="2"><c r="A2" t="inlineStr"><is><t>raw \x01 control</t></is></c></row>',
+        '<row r="2" r="3"><c r="A2"><v>1</v></c></row>',
+        '<row r="2"><c r="A2"><v>1</v></c></row></row>',
+    ],
+)
+def test_row_scanner_leaves_malformed_rows_to_expat(tmp_path: Path, bad_row: str) -> None:
+    path = write_xlsx(tmp_path / "bad.xlsx", HEADER + bad_row)
+    assert "corrupt" in _error(path)
+
+
+@pytest.mark.parametrize("workbook", ["tickets", "comments", "timesheets"])
+def test_row_scanner_reads_the_generated_sample_as_expat_reads_it(sample_dir: Path, workbook: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, slow = _read_both(sample_dir / f"{workbook}.xlsx", monkeypatch, chunk=4096)
+    assert fast == slow
