@@ -587,8 +587,6 @@ def _row_key(values: Sequence[Any]) -> str | None:
     return "[" + ", ".join(map(_json_part, values)) + "]"
 
 
-# A GLOB pattern matching text that JSON writes with escapes (control characters, '"', '\\').
-_JSON_ESCAPES = "('*[' || char(" + ", ".join(str(c) for c in range(1, 32)) + ") || '\"\\]*')"
 _encode_text = json.encoder.encode_basestring  # the C encoder json.dumps uses for str
 
 
@@ -974,7 +972,8 @@ class _Builder:
         for k in keys:
             parts.append(
                 f"CASE typeof({k}) WHEN 'integer' THEN CAST({k} AS TEXT) "
-                f"WHEN 'text' THEN CASE WHEN instr(CAST({k} AS BLOB), x'00') = 0 AND NOT {k} GLOB {_JSON_ESCAPES} "
+                # text JSON writes without an escape: SQLite's json_quote is then just the quotes
+                f"WHEN 'text' THEN CASE WHEN json_quote({k}) = '\"' || {k} || '\"' "
                 f"THEN '\"' || {k} || '\"' ELSE sdetl_json_part({k}) END ELSE sdetl_json_part({k}) END"
             )
         return "'[' || " + " || ', ' || ".join(parts) + " || ']'"
