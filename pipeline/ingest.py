@@ -33,6 +33,7 @@ import argparse
 import csv
 import errno
 import logging
+import multiprocessing
 import operator
 import os
 import sqlite3
@@ -77,6 +78,9 @@ class IngestConfig:
     settings: Settings
     roster: Path | None = None
     batch_rows: int = BATCH_ROWS
+    # 2: the timesheets workbook is read in a forked worker process while this one
+    # reads comments and tickets (the two halves take about the same time); 1: all here.
+    workers: int = 2
 
 
 @dataclass(frozen=True)
@@ -244,16 +248,16 @@ def on_or_after(value: Any, cutoff: date, order: Order) -> bool:
 # --- the database being written ----------------------------------------------------
 
 
-def _temp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.tmp-{os.getpid()}")
+def _temp_path(out: Path, pid: int | None = None) -> Path:
+    return out.with_name(f".{out.name}.tmp-{os.getpid() if pid is None else pid}")
 
 
 def _remove_stale_temps(out: Path) -> None:
     """Remove temp files of earlier runs whose process is gone (a killed run)."""
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        suffix = stale.name.rsplit("-", 1)[-1]
+        suffix = stale.name[len(f".{out.name}.tmp-") :]
         if not suffix.isdigit():
-            continue
+            continue  # a journal, removed with its database
         pid = int(suffix)
         if pid != os.getpid() and _alive(pid):
             continue
@@ -338,11 +342,31 @@ class _Writer:
                 raise ResourceExhausted(f"writing {self.path} failed: {exc}", "free disk space beside --out and run again") from None
             raise
 
-    def finish(self) -> None:
+    def finish(self, durable: bool = True) -> None:
         self.conn.execute("COMMIT")
         self.conn.close()
-        with open(self.path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(self.path, "rb+") as fh:
+                os.fsync(fh.fileno())
+
+    def copy_table(self, table: str, columns: Sequence[str], source: Path) -> None:
+        """Append ``table`` of the database ``source`` (same columns) to this one's.
+
+        ``INSERT INTO t SELECT * FROM w.t`` into an empty table of the same shape copies
+        the records as they are stored (SQLite's transfer optimisation), in C.
+        """
+        self.create(table, columns)
+        self.conn.execute("COMMIT")  # ATTACH is refused inside a transaction
+        self.conn.execute("ATTACH DATABASE ? AS worker", (str(source),))
+        try:
+            self.conn.execute(f"INSERT INTO main.{quote_sqlite(table)} SELECT * FROM worker.{quote_sqlite(table)}")
+        except sqlite3.OperationalError as exc:
+            if "disk" in str(exc) or "full" in str(exc):
+                raise ResourceExhausted(f"writing {self.path} failed: {exc}", "free disk space beside --out and run again") from None
+            raise
+        finally:
+            self.conn.execute("DETACH DATABASE worker")
+        self.conn.execute("BEGIN")
 
     def abandon(self) -> None:
         try:
@@ -396,7 +420,9 @@ def _load(
     batch_rows: int,
     keep: Callable[[tuple[Any, ...]], bool] | None = None,
     optional: Iterable[str] = (),
+    rows_done: Any = None,
 ) -> _Loaded:
+    """One workbook into ``table``; ``rows_done`` (a shared counter) replaces the bar in a worker."""
     sha = sha256_file(path)
     with open_first_sheet(path, what) as sheet:
         plan = plan_columns(table, sheet.header, path, what, settings, optional=optional)
@@ -409,7 +435,8 @@ def _load(
             pick = lambda row: tuple(row[p] if p >= 0 else None for p in positions)  # noqa: E731
         loaded = _Loaded(table, path, sheet, plan, sha256=sha)
         total = sheet.last_row - sheet.header_row_number if sheet.last_row else None
-        with Progress(table, total=total if total and total > 0 else None) as progress:
+        bar = Progress(table, total=total if total and total > 0 else None) if rows_done is None else None
+        with bar or _Counter(rows_done) as progress:
             for batch in sheet.batches(batch_rows):
                 rows = [pick(row) for row in batch]
                 if keep is not None:
@@ -436,6 +463,22 @@ def _load(
         "; " + "; ".join(loaded.notes) if loaded.notes else "",
     )
     return loaded
+
+
+class _Counter:
+    """Rows read by a worker, in a shared counter the parent's progress bar follows."""
+
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared
+
+    def advance(self, rows: int) -> None:
+        self.shared.value += rows
+
+    def __enter__(self) -> "_Counter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _read_roster_csv(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -506,9 +549,10 @@ def _load_roster_xlsx(writer: _Writer, path: Path, settings: Settings, batch_row
 
 def _date_range(conn: sqlite3.Connection, table: str, column: str, order: Order) -> str | None:
     low = high = None
-    cur = conn.execute(f"SELECT {quote_sqlite(column)} FROM {quote_sqlite(table)}")
+    # Distinct values only (dates repeat): the same range. typeof() keeps 1 and 1.0 apart.
+    cur = conn.execute(f"SELECT DISTINCT {quote_sqlite(column)}, typeof({quote_sqlite(column)}) FROM {quote_sqlite(table)}")
     while batch := cur.fetchmany(BATCH_ROWS):
-        for (value,) in batch:
+        for value, _ in batch:
             if value is None or value == "":
                 continue
             try:
@@ -547,6 +591,85 @@ def _write_metadata(writer: _Writer, loaded: list[_Loaded], imports: list[TableI
     writer.insert("import_metadata", len(IMPORT_METADATA_COLUMNS), rows)
 
 
+# --- the timesheets worker --------------------------------------------------------
+
+
+class _TimesheetsWorker:
+    """Reads the timesheets workbook into a database of its own, in a forked process.
+
+    The three workbooks are independent (scoping reads only comments and tickets), so
+    on two cores the timesheets, the biggest sheet by cells, are parsed while this
+    process reads the comments and tickets; the parent then copies the worker's table
+    in (``_Writer.copy_table``). The worker's file is a temporary of the same kind as
+    the parent's (``.<out>.tmp-<worker pid>``): removed on any failure, and by the next
+    run if both processes were killed. Errors reach the parent, which raises them only
+    once its own workbooks have succeeded: the first bad workbook in the order comments,
+    tickets, timesheets is the one reported, as when one process reads all three.
+    """
+
+    def __init__(self, config: IngestConfig, order: Order, keep_position: int | None) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.rows_done = ctx.Value("q", 0, lock=False)
+        self._receiver, sender = ctx.Pipe(duplex=False)
+        self._process = ctx.Process(
+            target=self._run, args=(config, order, keep_position, sender), name="ingest-timesheets", daemon=True
+        )
+        self._process.start()
+        sender.close()
+        self.path = _temp_path(Path(config.out), self._process.pid)
+        self.peak_rss_mb = 0.0
+
+    def _run(self, config: IngestConfig, order: Order, keep_position: int | None, sender: Any) -> None:
+        writer = None
+        try:
+            writer = _Writer(_temp_path(Path(config.out)))
+            cutoff = config.settings.scoping.cutoff
+            keep = None
+            if cutoff is not None and keep_position is not None:
+                keep = lambda row: on_or_after(row[keep_position], cutoff, order)  # noqa: E731
+            loaded = _load(
+                writer, "timesheets", Path(config.timesheets), "--timesheets", config.settings, config.batch_rows,
+                keep=keep, rows_done=self.rows_done,
+            )
+            contract = contract_for("timesheets")
+            dates = date_columns(contract) if contract is not None else []
+            date_range = _date_range(writer.conn, "timesheets", dates[0], order) if dates else None
+            writer.finish(durable=False)  # the parent reads it; it is never the result
+            sender.send(("ok", loaded, date_range, peak_rss_mb()))
+        except BaseException as exc:  # handed to the parent, which raises it
+            if writer is not None:
+                writer.abandon()
+            try:
+                sender.send(("error", exc))
+            except Exception:  # an exception that cannot be pickled: its text
+                sender.send(("error", RuntimeError(f"reading the timesheets failed: {type(exc).__name__}: {exc}")))
+            os._exit(1)
+
+    def result(self) -> tuple[_Loaded, str | None]:
+        """Wait for the worker (its rows on the progress bar); raise its error if it failed."""
+        total = None
+        with Progress("timesheets", total=total) as progress:
+            while not self._receiver.poll(0.25):
+                if not self._process.is_alive() and not self._receiver.poll(0):
+                    raise RuntimeError(f"the timesheets worker (pid {self._process.pid}) died with exit code {self._process.exitcode}")
+                progress.advance(self.rows_done.value - progress.done)
+            message = self._receiver.recv()
+            progress.advance(self.rows_done.value - progress.done)
+        self._process.join()
+        if message[0] != "ok":
+            raise message[1]
+        _, loaded, date_range, self.peak_rss_mb = message
+        return loaded, date_range
+
+    def stop(self) -> None:
+        """End the worker (if still running) and remove its file."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._receiver.close()
+        _discard(self.path)
+
+
 # --- the stage ---------------------------------------------------------------------
 
 
@@ -563,7 +686,10 @@ def run(config: IngestConfig) -> IngestResult:
     roster_path = config.roster if config.roster is not None else (
         Path(scoping.roster_file) if scoping.roster_file else None
     )
-    config = IngestConfig(config.tickets, config.comments, config.timesheets, out, settings, roster_path, config.batch_rows)
+    config = IngestConfig(
+        config.tickets, config.comments, config.timesheets, out, settings, roster_path, config.batch_rows, config.workers
+    )
+    worker: _TimesheetsWorker | None = None
     with stage_trace("ingest") as trace:
         _check_paths(config)
         _remove_stale_temps(out)
@@ -574,7 +700,11 @@ def run(config: IngestConfig) -> IngestResult:
             _discard(temp)
             raise InputFileError(f"--out {out}: cannot write a database in {out.parent} ({exc})", "check that the folder is writable") from None
         try:
-            imports, loaded = _ingest(writer, config, order)
+            if config.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+                # The worker never uses the inherited connection (it opens its own file
+                # and leaves by os._exit, so nothing of the parent's is closed or flushed).
+                worker = _TimesheetsWorker(config, order, _timesheet_date_position())
+            imports, loaded = _ingest(writer, config, order, worker)
             trace.rows = sum(i.rows_imported for i in imports)
             writer.finish()
             os.replace(temp, out)
@@ -582,18 +712,34 @@ def run(config: IngestConfig) -> IngestResult:
         except OSError as exc:
             writer.abandon()
             _discard(temp)
+            if worker is not None:
+                worker.stop()
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ResourceExhausted(f"writing {out} failed: {exc.strerror}", "free disk space beside --out and run again") from None
             raise
         except BaseException:
             writer.abandon()
             _discard(temp)
+            if worker is not None:
+                worker.stop()
             raise
+        if worker is not None:
+            worker.stop()
         trace.fields.update(out=str(out), tables={i.table: i.rows_imported for i in imports})
-    return IngestResult(out=out, tables=tuple(imports), seconds=round(time.monotonic() - started, 3), peak_rss_mb=round(peak_rss_mb(), 1))
+    # Both processes at their peaks at once: an upper bound of the memory ingest needed.
+    peak = peak_rss_mb() + (worker.peak_rss_mb if worker is not None else 0.0)
+    return IngestResult(out=out, tables=tuple(imports), seconds=round(time.monotonic() - started, 3), peak_rss_mb=round(peak, 1))
 
 
-def _ingest(writer: _Writer, config: IngestConfig, order: Order) -> tuple[list[TableImport], list[_Loaded]]:
+def _timesheet_date_position() -> int:
+    contract = contract_for("timesheets")
+    assert contract is not None
+    return list(contract.columns).index(date_columns(contract)[0])
+
+
+def _ingest(
+    writer: _Writer, config: IngestConfig, order: Order, worker: _TimesheetsWorker | None = None
+) -> tuple[list[TableImport], list[_Loaded]]:
     settings = config.settings
     cutoff = settings.scoping.cutoff
     loaded: list[_Loaded] = []
@@ -660,21 +806,26 @@ def _ingest(writer: _Writer, config: IngestConfig, order: Order) -> tuple[list[T
         id_pos = tickets_columns.index(ticket_id)
         keep_ticket = lambda row: ticket_key(row[id_pos]) in kept_tickets  # noqa: E731
     tickets = _load(writer, "tickets", Path(config.tickets), "--tickets", settings, config.batch_rows, keep=keep_ticket)
-    timesheets = _load(
-        writer,
-        "timesheets",
-        Path(config.timesheets),
-        "--timesheets",
-        settings,
-        config.batch_rows,
-        keep=date_filter(timesheet_columns.index(timesheet_date)),
-    )
+    ranges: dict[str, str | None] = {}
+    if worker is not None:
+        timesheets, ranges["timesheets"] = worker.result()
+        writer.copy_table("timesheets", timesheets.plan.columns, worker.path)
+    else:
+        timesheets = _load(
+            writer,
+            "timesheets",
+            Path(config.timesheets),
+            "--timesheets",
+            settings,
+            config.batch_rows,
+            keep=date_filter(timesheet_columns.index(timesheet_date)),
+        )
     loaded.extend([tickets, comments, timesheets])
 
     imports: list[TableImport] = []
     for item in loaded:
         contract = contract_for(item.table)
-        dates = date_columns(contract) if contract is not None else []
+        dates = date_columns(contract) if contract is not None and item.table not in ranges else []
         item.filter_applied = "; ".join(filters.get(item.table, [])) or None
         imports.append(
             TableImport(
@@ -688,7 +839,7 @@ def _ingest(writer: _Writer, config: IngestConfig, order: Order) -> tuple[list[T
                 dropped_columns=item.sheet.dropped_columns,
                 dropped_values=item.sheet.dropped_values,
                 blank_rows=item.sheet.blank_rows,
-                date_range=_date_range(conn, item.table, dates[0], order) if dates else None,
+                date_range=_date_range(conn, item.table, dates[0], order) if dates else ranges.get(item.table),
                 filter_applied=item.filter_applied,
                 sha256=item.sha256,
             )

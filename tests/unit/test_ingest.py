@@ -548,3 +548,44 @@ def test_sample_defects_arrive_as_written(raw_db: Path, manifest: dict) -> None:
     (crlf,) = query(raw_db, "SELECT count(*) FROM comments WHERE instr(comment_text, char(13)) > 0")[0]
     expected = sum(d["count"] for d in manifest["defects"] if d["kind"] == "crlf_mix")
     assert crlf == expected
+
+
+# --- the timesheets worker ----------------------------------------------------------------
+
+
+def _tables(db: Path) -> dict[str, list[tuple]]:
+    """Every table's rows with each value's storage class (import time left out)."""
+    conn = sqlite3.connect(db)
+    try:
+        out: dict[str, list[tuple]] = {"sqlite_master": conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY rowid").fetchall()}
+        for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")') if r[1] != "imported_at"]
+            picked = ", ".join(f'"{c}", typeof("{c}")' for c in columns)
+            out[table] = conn.execute(f'SELECT rowid, {picked} FROM "{table}" ORDER BY rowid').fetchall()
+        return out
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("scoped", [False, True])
+def test_worker_process_writes_what_one_process_writes(sample_dir: Path, tmp_path: Path, scoped: bool) -> None:
+    settings = Settings().with_overrides(**{"scoping.cutoff": date(2025, 7, 1)}) if scoped else Settings()
+    results = {}
+    for workers in (1, 2):
+        out = tmp_path / f"raw{workers}.db"
+        run(IngestConfig(sample_dir / "tickets.xlsx", sample_dir / "comments.xlsx", sample_dir / "timesheets.xlsx", out, settings, workers=workers))
+        results[workers] = _tables(out)
+    assert results[1] == results[2]
+    assert len(results[2]["timesheets"]) > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw1.db", "raw2.db"]  # no worker file left
+
+
+def test_first_bad_workbook_in_reading_order_is_reported(exports: dict[str, Path], tmp_path: Path) -> None:
+    """Comments and timesheets both broken: comments are reported, as when one process reads all."""
+    _corrupt(exports["comments"])
+    _corrupt(exports["timesheets"])
+    out = tmp_path / "raw.db"
+    with pytest.raises(InputFileError, match="--comments"):
+        ingest(exports, out)
+    assert not out.exists()
+    assert list(tmp_path.glob(".raw.db.tmp-*")) == []
