@@ -57,6 +57,7 @@ def run_gate(
     extra_args: Sequence[str] = (),
     output: Path | None = None,
     echo: bool = False,
+    profile: Any = None,
 ) -> GateVerdict:
     """Run the gate on a SQLite file (``source``) or a PostgreSQL schema (``target``).
 
@@ -71,6 +72,12 @@ def run_gate(
     pytest's terminal output goes to ``output`` (a log file) when given, to the
     caller's stdout with ``echo=True``, and is otherwise dropped: the JSON report holds
     everything, and a pipeline's terminal should show our summary, not pytest's.
+
+    ``profile`` (SQLite ``source`` only): a Gate 1 profile the caller already made of this
+    very file, as a ``ProfileResult``, its JSON dict, a gate report holding it under
+    ``profile``, or the path of either JSON file. It is used instead of profiling the file
+    again only when its SHA-256 is the file's and its tables and columns are the file's
+    (as ``CleanConfig.profile``); otherwise the file is profiled again, with a warning.
     """
     import pytest
 
@@ -124,12 +131,13 @@ def run_gate(
         cwd = os.getcwd()
         log_path = Path(output).resolve() if output is not None else root / "gate.log"
         os.chdir(root)
+        plugins = [_GivenProfile(profile)] if profile is not None and source is not None else []
         try:
             if echo:
-                exit_code = int(pytest.main(args))
+                exit_code = int(pytest.main(args, plugins=plugins))
             else:
                 with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-                    exit_code = int(pytest.main(args))
+                    exit_code = int(pytest.main(args, plugins=plugins))
         finally:
             os.chdir(cwd)
         log_tail = "" if echo else _tail(log_path)
@@ -151,6 +159,13 @@ def run_gate(
         verdict=data.get("verdict"),
         report=data,
     )
+
+
+class _GivenProfile:
+    """A plugin object carrying the caller's profile to ``contracts.plugin`` (no hooks)."""
+
+    def __init__(self, profile: Any) -> None:
+        self.servicedesk_given_profile = profile
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -115,6 +115,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     # Bad options end here, as one "ERROR: ..." line with the remedy, never a traceback.
     session = GateSession.open(options, usage_error=pytest.UsageError)
+    # ``run_gate(profile=...)`` hands its caller's profile in as a plugin object.
+    for plugin in config.pluginmanager.get_plugins():
+        given = getattr(plugin, "servicedesk_given_profile", None)
+        if given is not None:
+            session.given_profile = given
     config.stash[_SESSION_KEY] = session
 
 

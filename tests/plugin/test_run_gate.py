@@ -110,6 +110,56 @@ def test_a_stale_report_is_never_read_as_the_verdict(gate_db, tmp_path: Path) ->
     assert not report.exists()
 
 
+def _judged(verdict: GateVerdict) -> tuple:
+    """What a gate decided, without its clock (creation times)."""
+    profile = {k: v for k, v in verdict.report["profile"].items() if k != "created"}
+    return verdict.exit_code, verdict.failed, verdict.warned, verdict.quality, verdict.verdict, verdict.report["results"], profile
+
+
+def test_contract_checks_in_a_child_process_judge_the_same(gate_db, monkeypatch: pytest.MonkeyPatch) -> None:
+    import contracts.report as report
+
+    def change(t: dict) -> None:
+        t["tickets"][1][3]["TKT-Created Time"] = "20/05/2025 8:42"
+        t["tickets"][1][4]["TKT-Category"] = "New Category"
+
+    db = gate_db(change)
+    monkeypatch.setattr(report, "PARALLEL_MIN_BYTES", 1 << 60)
+    in_turn = run_gate(db)
+    monkeypatch.setattr(report, "PARALLEL_MIN_BYTES", 0)
+    side_by_side = run_gate(db)
+    assert _judged(side_by_side) == _judged(in_turn)
+    assert side_by_side.report["profile"]["source_sha256"] == in_turn.report["profile"]["source_sha256"] is not None
+
+
+def test_a_given_profile_of_the_same_file_is_not_made_again(gate_db, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.config import Settings
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource, sha256_file
+
+    def change(t: dict) -> None:
+        t["tickets"][1][3]["TKT-Created Time"] = "20/05/2025 8:42"
+
+    db = gate_db(change)
+    fresh = run_gate(db)
+    with SQLiteSource(db) as source:
+        given = profile_source(source, Settings(), source_sha256=sha256_file(db))
+    given.created = "given by the caller"
+    reused = run_gate(db, profile=given)
+    assert reused.report["profile"]["created"] == "given by the caller"
+    assert _judged(reused) == _judged(fresh)
+    # Its JSON (a profile file or a gate report holding it) does as well.
+    report = tmp_path / "gate1.json"
+    report.write_text(json.dumps(reused.report))
+    assert run_gate(db, profile=report).report["profile"]["created"] == "given by the caller"
+    # A profile of another file is not used: the file is profiled again, with a warning.
+    other = gate_db(name="other.db")
+    with caplog.at_level("WARNING", logger="contracts.report"):
+        again = run_gate(other, profile=given)
+    assert again.report["profile"]["created"] != "given by the caller"
+    assert "SHA-256 differs" in caplog.text
+
+
 # --- Gate 3: the same gate on a PostgreSQL schema -------------------------------------------
 
 
