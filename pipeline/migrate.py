@@ -11,19 +11,21 @@ One run, in order (each step recorded in the ledger ``<schema>_meta.migrations``
    with their comments and timesheets, loaded into ``<schema>_canary_<ts>``, validated
    and checked by the contracts, then dropped; a failing canary stops the run here;
 4. the full load into ``<schema>_v<UTC timestamp>``: tables from the contracts
-   (``pipeline.pgschema``), rows streamed from SQLite into binary ``COPY ... FROM
-   STDIN`` in batches (one connection per table; in parallel on spare cores). SQLite
-   normalises values in its SELECT (an id stored as ``3652948.0`` becomes the integer;
-   a REAL number keeps 15 significant digits, as PostgreSQL's own float8 -> numeric
-   cast does); text goes through as the bytes SQLite holds (the server checks UTF-8);
-   dates become ``datetime``/``date`` values, numbers ``Decimal``. Date text that is
-   not ISO 8601 never reaches the server (its ``DateStyle`` would guess ``05/07/2025``)
-   and ids that are not whole numbers are refused too, the column named. A batch the
-   server refuses is bisected down to the refused rows; every refused row goes to
-   ``<schema>_meta.rejects`` with the message (the server's own for NOT NULL, keys,
-   encodings), unless ``--on-error stop``. Rejects fail the gate unless
-   ``migrate.tolerated_rejects`` allows them. Every 10,000 rows a health check: the
-   connection answers, the embedded server's disk and the machine's memory have room;
+   (``pipeline.pgschema``), rows streamed from SQLite into CSV ``COPY ... FROM STDIN``
+   in batches (one connection per table; in parallel on spare cores). SQLite builds
+   each row's COPY line in its SELECT (``copy_line_sql``): an id stored as
+   ``3652948.0`` becomes the integer, a REAL number keeps 15 significant digits (as
+   PostgreSQL's own float8 -> numeric cast does), text goes through as the bytes SQLite
+   holds (the server checks UTF-8), dates as the ISO text they are; Python only checks,
+   hashes and joins the lines (a row SQLite cannot print, rare, is rendered by Python
+   from its values). Date text that is not ISO 8601 never reaches the server (its
+   ``DateStyle`` would guess ``05/07/2025``) and ids that are not whole numbers are
+   refused too, the column named. A batch the server refuses is bisected down to the
+   refused rows; every refused row goes to ``<schema>_meta.rejects`` with the message
+   (the server's own for dates that do not exist, NOT NULL, keys, encodings), unless
+   ``--on-error stop``. Rejects fail the gate unless ``migrate.tolerated_rejects``
+   allows them. Every 10,000 rows a health check: the connection answers, the embedded
+   server's disk and the machine's memory have room;
 5. validation before cut-over: per-table row counts and content checksums equal on
    both sides, the contracts run on PostgreSQL (``contracts.gate.run_gate``) with a
    quality score at least the source's, and every dashboard query runs;
@@ -33,15 +35,16 @@ One run, in order (each step recorded in the ledger ``<schema>_meta.migrations``
    ``servicedesk``; readers never see the tables missing. Old versions beyond
    ``migrate.keep_versions`` are dropped.
 
-Content checksums are computed identically on both sides (the source side in the
-same read that feeds the load, by SQLite from the raw values; the target side by
-PostgreSQL from the typed values): every value is written in a
-canonical text form (integers as digits, numbers with 15 significant digits as
-PostgreSQL's float8 output does with ``extra_float_digits = 0``, timestamps as
-``YYYY-MM-DD HH:MM:SS.mmm``, dates as ``YYYY-MM-DD``, NULL as ``\\N``), a row's values
-are joined with U+001F, and a table's checksum is (row count, sum of the first 60 bits
-of each row's MD5): independent of row order, sensitive to any changed, lost or
-duplicated row.
+Content checksums are computed independently on both sides from one text form of a
+row, its COPY line: the source side hashes the line SQLite built for the load (in the
+same read), the target side has PostgreSQL render the same line from the typed values
+it stored (``copy_line_pg_sql``: ids and numbers ``::text``, timestamps and dates in
+ISO form, text quoted). Values are joined with commas, text is quoted with U+0001 (a
+quote inside doubled), NULL is an empty field; timestamps read as
+``YYYY-MM-DD HH:MM:SS[.ffffff]`` without trailing zeros. A table's checksum is (row
+count, sum of the first 60 bits of each row's MD5): independent of row order, sensitive
+to any changed, lost or duplicated row, and to a value the server read differently
+from the text it was sent.
 
 Privileges: the migration's role needs CREATE on the database (to create schemas) and
 ownership of the schemas it renames; creating the read-only role needs CREATEROLE once
@@ -65,7 +68,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -229,7 +232,11 @@ def _bad_value_checks(plan: TablePlan) -> list[tuple[str, str, str]]:
     for name, pgtype, _ in plan.columns:
         c = _q(name)
         if pgtype in ("timestamp", "date"):
-            checks.append((name, f"({c} IS NOT NULL AND NOT {_iso_shape(name, pgtype)})", "ISO 8601 text (YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]); refused rather than read by the server's DateStyle"))
+            shape = _iso_shape(name, pgtype)
+            if pgtype == "timestamp":
+                # The server reads 24:00:00 and a 60th second as the next day/minute.
+                shape = f"({shape} AND (length({c}) = 10 OR (substr({c}, 12, 2) < '24' AND substr({c}, 15, 2) < '60' AND (length({c}) = 16 OR substr({c}, 18, 2) < '60'))))"
+            checks.append((name, f"({c} IS NOT NULL AND NOT {shape})", "ISO 8601 text (YYYY-MM-DD[ HH:MM[:SS[.ffffff]]], a time of day before 24:00); refused rather than read by the server's DateStyle"))
         elif pgtype == "bigint":
             checks.append((name, f"({c} IS NOT NULL AND NOT {_is_integer_sql(name)})", "a whole number"))
     return checks
@@ -273,100 +280,152 @@ def copy_values_sql(plan: TablePlan) -> str:
     return ", ".join(parts)
 
 
-# The dumper psycopg uses per contract type in binary COPY. Text goes as "bytea": the
-# binary wire form of text is its raw bytes, so SQLite's bytes pass through untouched
-# and PostgreSQL's textrecv validates them as UTF-8 (a NUL or a bad byte is refused).
-_BINARY_TYPES = {"bigint": "int8", "numeric": "numeric", "timestamp": "timestamp", "date": "date", "text": "bytea"}
-
-
-# The loader reads text as bytes (no decode: binary COPY sends a text column's bytes as
-# they are, and the server checks they are UTF-8); dates and numbers are decoded here.
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def _shown(value: Any) -> Any:
     """A value for a message: bytes decoded leniently, anything else as it is."""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
-def _to_datetime(value: Any) -> datetime:
-    return datetime.fromisoformat(value.decode() if value.__class__ is bytes else value)
+# --- the COPY text line: built by SQLite, hashed for the source checksum ------------------
+#
+# Each row reaches the server as one line of text COPY, built by SQLite in the scan:
+# values joined by TAB, NULL as \N, text with backslash, TAB, LF and CR escaped, and
+# every typed value already in the form PostgreSQL prints it back (ids as digits,
+# numbers as written, timestamps as ``YYYY-MM-DD HH:MM:SS[.ffffff]`` without trailing
+# zeros, dates as ``YYYY-MM-DD``). Python only joins the lines and writes them, and the
+# line's MD5 is the row's source checksum: PostgreSQL renders the same line from the
+# typed values it stored (``copy_line_pg_sql``), so both sides hash one text form.
+# A number SQLite cannot print in that form (``1e20``, ``.5``, ``-0``, text with
+# spaces) makes the line NULL; Python then renders that row (``_render_line``).
+
+QUOTE = "\x01"  # the CSV quote of the COPY lines: a control character text does not hold
 
 
-def _to_date(value: Any) -> date:
-    return date.fromisoformat(value.decode() if value.__class__ is bytes else value)
+def _quoted_sql(c: str) -> str:
+    """SQLite: a value as a quoted CSV field, NULL as an empty one.
+
+    No function call (a function call per value cost more than the scan itself): the
+    value is not searched for the quote character; ``_checked`` counts the quotes of
+    each line instead and sends a line with a quote inside a value to Python.
+    """
+    return f"coalesce('{QUOTE}' || {c} || '{QUOTE}', '')"
 
 
-def _to_decimal(value: Any) -> Any:
-    number = Decimal(value.decode() if value.__class__ is bytes else value)
-    if not number.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
-    return number
+def text_fields_sql(plan: TablePlan) -> str:
+    """SQLite expression: how many text values of the row are not NULL (each quoted once)."""
+    return " + ".join(f"({_q(name)} IS NOT NULL)" for name, pgtype, _ in plan.columns if pgtype == "text") or "0"
 
 
-_CONVERT = {"timestamp": _to_datetime, "date": _to_date, "numeric": _to_decimal}
-# (sqlstate, PostgreSQL's wording) for a value refused before it reaches the server.
-_REFUSAL = {
-    "timestamp": ("22008", "date/time field value out of range"),
-    "date": ("22008", "date/time field value out of range"),
-    "numeric": ("22P02", "invalid input syntax for type numeric"),
-}
+def _canonical_number_sql(c: str) -> str:
+    """SQLite condition: text ``c`` is a decimal PostgreSQL's numeric prints unchanged."""
+    return (
+        f"(({c} GLOB '[0-9]*' OR {c} GLOB '-[0-9]*') AND NOT {c} GLOB '?*[^0-9.]*' AND NOT {c} GLOB '*.*.*' "
+        f"AND NOT {c} GLOB '*.' AND NOT {c} GLOB '0[0-9]*' AND NOT {c} GLOB '-0[0-9]*' "
+        f"AND NOT ({c} GLOB '-*' AND NOT {c} GLOB '*[1-9]*'))"
+    )
 
 
-def _converters(plan: TablePlan) -> tuple[tuple[int, Callable[[Any], Any], str], ...]:
-    """(value position, converter, contract type) for columns binary COPY needs typed."""
-    return tuple((i, _CONVERT[t], t) for i, (_, t, _) in enumerate(plan.columns) if t in _CONVERT)
+def _line_field_sql(name: str, pgtype: str) -> str:
+    c = _q(name)
+    if pgtype == "bigint":
+        # 3652948.0 (an id stored as REAL) is the integer it stands for.
+        value = f"CASE typeof({c}) WHEN 'real' THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE CAST({c} AS TEXT) END"
+    elif pgtype == "numeric":
+        # NULL (not \N) when SQLite cannot print it as PostgreSQL will: the whole line
+        # is then NULL and Python renders the row. A REAL keeps 15 significant digits,
+        # what PostgreSQL's own float8 -> numeric cast keeps.
+        return (
+            f"CASE typeof({c}) WHEN 'null' THEN '' WHEN 'integer' THEN CAST({c} AS TEXT) "
+            f"WHEN 'real' THEN CASE WHEN {c} = 0 THEN '0.0' WHEN abs({c}) < 1e15 AND abs({c}) >= 1e-4 THEN printf('%!.15g', {c}) END "
+            f"WHEN 'text' THEN CASE WHEN {_canonical_number_sql(c)} THEN {c} END END"
+        )
+    elif pgtype == "timestamp":
+        # ISO text (checked by the guard) in PostgreSQL's output form; the server parses it.
+        fraction = f"rtrim(substr({c}, 20), '0')"
+        value = (
+            f"CASE WHEN length({c}) = 19 AND substr({c}, 11, 1) = ' ' THEN {c} "
+            f"WHEN length({c}) = 10 THEN {c} || ' 00:00:00' ELSE substr({c}, 1, 10) || ' ' || substr({c}, 12, 5) || "
+            f"CASE WHEN length({c}) = 16 THEN ':00' ELSE substr({c}, 17, 3) END || "
+            f"CASE WHEN length({c}) > 20 AND {fraction} <> '.' THEN {fraction} ELSE '' END END"
+        )
+    elif pgtype == "date":
+        value = c
+    else:
+        return _quoted_sql(c)
+    return f"coalesce({value}, '')"
 
 
-def canonical_sqlite_sql(plan: TablePlan) -> str:
-    """SQLite expression: the canonical text of a row (see the module docstring)."""
-    parts = []
-    for name, pgtype, _ in plan.columns:
-        c = _q(name)
-        if pgtype == "bigint":
-            value = f"CASE typeof({c}) WHEN 'real' THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE CAST({c} AS TEXT) END"
-        elif pgtype == "numeric":
-            # SQLite's printf() turns NULL into '0': keep NULL NULL.
-            value = f"CASE WHEN {c} IS NULL THEN NULL ELSE printf('%.15g', CAST({c} AS REAL)) END"
-        elif pgtype == "timestamp":
-            value = f"strftime('%Y-%m-%d %H:%M:%f', {c})"
-        elif pgtype == "date":
-            value = f"date({c})"
-        else:
-            value = f"CAST({c} AS TEXT)"
-        parts.append(f"coalesce({value}, '\\N')")
-    # One printf per (up to) 50 values builds the row text in a single pass; a chain of
-    # ``||`` copies the growing text once per value (a third slower on long comments).
-    # printf's %s stops at a NUL byte, which PostgreSQL refuses in text anyway.
-    chunks = [parts[i : i + _PRINTF_VALUES] for i in range(0, len(parts), _PRINTF_VALUES)]
-    return " || char(31) || ".join("printf('" + "\x1f".join(["%s"] * len(c)) + "', " + ", ".join(c) + ")" for c in chunks)
+def copy_line_sql(plan: TablePlan) -> str:
+    """SQLite expression: the row as one line of text COPY (no newline), or NULL (see above)."""
+    return " || ',' || ".join(_line_field_sql(name, pgtype) for name, pgtype, _ in plan.columns)
 
 
-_PRINTF_VALUES = 50  # under SQLite's limit on a function's arguments (SQLITE_MAX_FUNCTION_ARG)
-
-
-def canonical_pg_sql(plan: TablePlan) -> "psycopg.sql.Composed":
-    """The same canonical row text, computed by PostgreSQL from the typed values."""
+def copy_line_pg_sql(plan: TablePlan) -> "psycopg.sql.Composed":
+    """The same line, rendered by PostgreSQL from the typed values (needs ``DateStyle = ISO``)."""
     from psycopg import sql
 
     parts = []
     for name, pgtype, _ in plan.columns:
         c = sql.Identifier(name)
-        if pgtype == "bigint":
-            value = sql.SQL("{}::text").format(c)
-        elif pgtype == "numeric":
-            value = sql.SQL("{}::float8::text").format(c)  # needs extra_float_digits = 0
-        elif pgtype == "timestamp":
-            value = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.MS')").format(c)
-        elif pgtype == "date":
-            value = sql.SQL("to_char({}, 'YYYY-MM-DD')").format(c)
+        if pgtype == "text":
+            value = sql.SQL("chr(1) || replace({}, chr(1), chr(1) || chr(1)) || chr(1)").format(c)
         else:
-            value = c
-        parts.append(sql.SQL("coalesce({}, {})").format(value, sql.Literal("\\N")))
-    return sql.SQL(" || chr(31) || ").join(parts)
+            value = sql.SQL("{}::text").format(c)
+        parts.append(sql.SQL("coalesce({}, '')").format(value))
+    return sql.SQL(" || ',' || ").join(parts)
+
+
+_Q = QUOTE.encode()
+
+
+def _usable(line: bytes | None, text_values: int) -> bytes | None:
+    """SQLite's line, or None when Python must render the row (a value holds ``QUOTE``)."""
+    return line if line is not None and line.count(_Q) == 2 * text_values else None
+
+
+class _Refused(Exception):
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.message = message
+
+
+def _number_field(value: Any, column: str) -> bytes:
+    """A number as PostgreSQL's numeric reads and prints it (digits, no exponent)."""
+    try:
+        number = Decimal(value.decode() if isinstance(value, bytes) else str(value))
+        if not number.is_finite():
+            raise ValueError(f"{value!r} is not a finite number")
+    except (ValueError, InvalidOperation, UnicodeDecodeError):
+        raise _Refused("22P02", f'invalid input syntax for type numeric: "{_shown(value)}" (column {column})') from None
+    text = format(number, "f")
+    return (text.lstrip("-") if number == 0 else text).encode()
+
+
+def _timestamp_field(value: bytes) -> bytes:
+    if len(value) == 10:
+        return value + b" 00:00:00"
+    fraction = value[19:].rstrip(b"0")
+    return value[:10] + b" " + value[11:16] + (b":00" if len(value) == 16 else value[16:19]) + (b"" if fraction == b"." else fraction)
+
+
+def _render_line(plan: TablePlan, values: Sequence[Any]) -> bytes:
+    """The COPY line of one row, by Python, from ``copy_values_sql``'s values (rare rows)."""
+    fields = []
+    for (name, pgtype, _), value in zip(plan.columns, values):
+        if value is None:
+            fields.append(b"")
+        elif pgtype == "numeric":
+            fields.append(_number_field(value, name))
+        elif pgtype == "bigint":
+            fields.append(str(int(value)).encode())
+        elif pgtype == "timestamp":
+            fields.append(_timestamp_field(value))
+        elif pgtype == "date":
+            fields.append(value)
+        else:
+            text = value if isinstance(value, bytes) else str(value).encode()
+            fields.append(_Q + text.replace(_Q, _Q + _Q) + _Q)
+    return b",".join(fields)
 
 
 def _row_hash(text: bytes) -> int:
@@ -583,17 +642,6 @@ def _server_message(exc: Exception) -> tuple[str, str]:
     return sqlstate, text
 
 
-def _fast_bytes_dumper(conn: "psycopg.Connection") -> None:
-    """Dump ``bytea`` with psycopg's own (C) bytes dumper on this connection.
-
-    Looked up by oid, ``bytea`` resolves to ``psycopg.dbapi20.BinaryBinaryDumper``, a
-    Python subclass called once per value (a third of the load's time on the comments).
-    """
-    from psycopg.types.string import BytesBinaryDumper
-
-    conn.adapters.register_dumper(bytes, BytesBinaryDumper)
-
-
 # Errors that belong to the rows of a batch (the server's 22xxx/23xxx, or a value the
 # binary dumper cannot write), as opposed to a lost connection or a bug.
 def _row_errors() -> tuple[type[BaseException], ...]:
@@ -602,79 +650,72 @@ def _row_errors() -> tuple[type[BaseException], ...]:
     return (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded, TypeError, ValueError, OverflowError)
 
 
-def _copy_batch(
+def _copy_lines(
     conn: "psycopg.Connection",
     copy_sql: Any,
-    types: Sequence[str],
-    rows: list[Any],
-    refused: Callable[[list[Any], str, str], None],
+    lines: list[tuple[int, bytes]],
+    refused: Callable[[list[int], str, str], None],
+    data: bytes | None = None,
 ) -> int:
-    """Binary COPY of ``rows`` in a savepoint; a refused batch is bisected to the refused rows."""
+    """CSV COPY of ``lines`` ((rowid, line), ``data``: the lines joined already) in a
+    savepoint; a refused batch is bisected to the refused rows."""
     from psycopg.copy import QueuedLibpqWriter
 
+    if not lines:
+        return 0
     try:
         with conn.transaction():
             cursor = conn.cursor()
-            # The writer's own thread sends to the server while this one formats rows.
+            # The writer's own thread sends to the server while this one goes on.
             with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
-                copy.set_types(types)
-                for row in rows:
-                    copy.write_row(row[1:])  # row[0] is the SQLite rowid
-        return len(rows)
+                copy.write(memoryview(data if data is not None else _joined(line for _, line in lines)))
+        return len(lines)
     except _row_errors() as exc:
-        if len(rows) == 1:
+        if len(lines) == 1:
             sqlstate, message = _server_message(exc)
-            refused(rows, sqlstate, message)
+            refused([lines[0][0]], sqlstate, message)
             return 0
-    middle = len(rows) // 2
-    return _copy_batch(conn, copy_sql, types, rows[:middle], refused) + _copy_batch(conn, copy_sql, types, rows[middle:], refused)
+    middle = len(lines) // 2
+    return _copy_lines(conn, copy_sql, lines[:middle], refused) + _copy_lines(conn, copy_sql, lines[middle:], refused)
 
 
-def _typed_rows(
-    plan: TablePlan,
-    batch: list[tuple[Any, ...]],
-    refused: Callable[[list[Any], str, str], None],
-    reasons: dict[str, str],
-) -> list[Any]:
-    """Rows ready for binary COPY: (rowid, *typed values); a row with an impossible value is refused.
-
-    Each source row ends with its canonical text (hashed already, by ``_hashed``) and the
-    column of a value that must not reach the server (``bad_value_reason_sql``), or NULL.
-    """
-    converters = _converters(plan)
-    out = []
-    for source_row in batch:
-        row = list(source_row)
-        bad_column = row.pop()
-        del row[-1]  # the canonical text
-        if bad_column is not None:
-            column = _shown(bad_column)
-            value = _shown(row[1 + plan.column_names.index(column)])
-            date_like = plan.kind_of(column) in ("timestamp", "date")
-            refused([tuple(row)], "22007" if date_like else "22P02", f"{column}: {value!r} is not {reasons[column]}")
-            continue
-        try:
-            for i, convert, _ in converters:
-                value = row[i + 1]
-                if value is not None:
-                    row[i + 1] = convert(value)
-        except (ValueError, InvalidOperation, TypeError, OverflowError, UnicodeDecodeError):
-            name, pgtype = plan.columns[i][0], plan.columns[i][1]
-            sqlstate, wording = _REFUSAL[pgtype]
-            refused([source_row[:-2]], sqlstate, f'{wording}: "{_shown(value)}" (column {name})')
-            continue
-        out.append(row)
-    return out
+def _joined(lines: Any) -> bytes:
+    """The COPY data of ``lines``: each ends with a newline."""
+    data = b"\n".join(lines)
+    return data + b"\n" if data else data
 
 
 def _hashed(batches: Any) -> Any:
-    """(batch, rowid -> hash of the row's canonical text, its second-to-last value) per batch.
+    """((rowid, line or None, bad column) per row, rowid -> hash of the line, COPY data) per batch.
 
-    Run in the reader thread: the hashing (a third of the loading thread's time on the
-    comments, whose rows are long) overlaps the COPY too.
+    Run in a thread of its own, between the SQLite reader and the loader: the checks,
+    the hashing (MD5 releases the GIL on long lines) and the joining overlap both the
+    scan of the next batch and the COPY of the previous one. The COPY data is None when
+    a row needs the loader (a line Python renders, a value the guard refuses).
     """
     for batch in batches:
-        yield batch, {row[0]: _row_hash(row[-2]) for row in batch}
+        rows = [(rowid, _usable(line, texts), bad) for rowid, line, texts, bad in batch]
+        hashes = {row[0]: _row_hash(row[1]) for row in rows if row[1] is not None}
+        clean = len(hashes) == len(rows) and all(row[2] is None for row in rows)
+        yield rows, hashes, (_joined(row[1] for row in rows) if clean else None)
+
+
+class _SourceRows:
+    """Rows of one SQLite table fetched by rowid, as ``copy_values_sql`` gives them (rare rows)."""
+
+    def __init__(self, source: Path, plan: TablePlan) -> None:
+        self._source = source
+        self._select = f"SELECT {copy_values_sql(plan)} FROM {_q(plan.name)} WHERE rowid = ?"
+        self._lite: sqlite3.Connection | None = None
+
+    def values(self, rowid: int) -> tuple[Any, ...]:
+        if self._lite is None:
+            self._lite = _open_sqlite(self._source, text_as_bytes=True)
+        return self._lite.execute(self._select, (rowid,)).fetchone()
+
+    def close(self) -> None:
+        if self._lite is not None:
+            self._lite.close()
 
 
 def _rows_by_rowid(lite: sqlite3.Connection, select: str, batch_rows: int, after: int | None = None) -> Any:
@@ -776,10 +817,11 @@ def load_table(
     started = time.monotonic()
     outcome = LoadOutcome()
     lite = _open_sqlite(source, text_as_bytes=True)
+    rare = _SourceRows(source, plan)
     conn = connect(conninfo, application_name="servicedesk-etl load")
-    _fast_bytes_dumper(conn)
     columns = plan.column_names
     reader: _ReadAhead | None = None
+    scan: _ReadAhead | None = None
     try:
         conn.execute("SET client_encoding = 'UTF8'")
         conn.execute(create_table(schema, plan))
@@ -791,32 +833,51 @@ def load_table(
         # numbers) are found by SQLite in the same scan and refused with the column named.
         reasons = {name: what for name, _, what in _bad_value_checks(plan)}
         keep = [*filters, f"NOT ({bad})"] if bad else filters  # for the duplicate search
-        select = f"SELECT rowid, {copy_values_sql(plan)}, {canonical_sqlite_sql(plan)}, {bad_value_reason_sql(plan)} FROM {table}"
+        select = f"SELECT rowid, {copy_line_sql(plan)}, {text_fields_sql(plan)}, {bad_value_reason_sql(plan)} FROM {table}"
         if filters:
             select += " WHERE " + " AND ".join(filters)
         select += " ORDER BY rowid"
 
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, QUOTE {})").format(
+            qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.Literal(QUOTE)
         )
-        types = [_BINARY_TYPES[t] for _, t, _ in plan.columns]
 
         hashes: dict[int, int] = {}  # rowid -> row hash, of the batch being loaded
 
-        def refused(rows: list[Any], sqlstate: str, message: str) -> None:
-            for r in rows:
-                outcome.rejected_rowids.add(r[0])
-                outcome.checksum_rows -= 1
-                outcome.checksum_sum -= hashes[r[0]]
-            rejects.record(schema, plan.name, columns, rows, sqlstate, message)
+        def reject(rowid: int, sqlstate: str, message: str) -> None:
+            outcome.rejected_rowids.add(rowid)
+            rejects.record(schema, plan.name, columns, [(rowid, *rare.values(rowid))], sqlstate, message)
 
-        reader = _ReadAhead(_hashed(_rows_by_rowid(lite, select, batch_rows)))
-        for batch, hashes in reader:
+        def refused(rowids: list[int], sqlstate: str, message: str) -> None:
+            """Rows the server refused: taken out of the source checksum again."""
+            for rowid in rowids:
+                outcome.checksum_rows -= 1
+                outcome.checksum_sum -= hashes[rowid]
+                reject(rowid, sqlstate, message)
+
+        scan = _ReadAhead(_rows_by_rowid(lite, select, batch_rows))
+        reader = _ReadAhead(_hashed(scan))
+        for batch, hashes, data in reader:
             outcome.source_rows += len(batch)
-            typed = _typed_rows(plan, batch, refused, reasons)
-            outcome.checksum_rows += len(batch)
-            outcome.checksum_sum += sum(hashes.values())
-            outcome.loaded_rows += _copy_batch(conn, copy_sql, types, typed, refused)
+            lines = []
+            for rowid, line, bad_column in batch:
+                if bad_column is not None:
+                    column = _shown(bad_column)
+                    value = _shown(rare.values(rowid)[plan.column_names.index(column)])
+                    date_like = plan.kind_of(column) in ("timestamp", "date")
+                    reject(rowid, "22007" if date_like else "22P02", f"{column}: {value!r} is not {reasons[column]}")
+                    continue
+                if line is None:
+                    try:
+                        line = _render_line(plan, rare.values(rowid))
+                    except _Refused as refusal:
+                        reject(rowid, refusal.sqlstate, refusal.message)
+                        continue
+                    hashes[rowid] = _row_hash(line)
+                lines.append((rowid, line))
+            outcome.checksum_rows += len(lines)
+            outcome.checksum_sum += sum(hashes[rowid] for rowid, _ in lines)
+            outcome.loaded_rows += _copy_lines(conn, copy_sql, lines, refused, data)
             health.advance(len(batch))
             if progress is not None:
                 progress.advance(len(batch))
@@ -836,9 +897,12 @@ def load_table(
         outcome.phases["analyze"] = round(time.monotonic() - mark, 3)
     finally:
         if reader is not None:
-            reader.close()  # before SQLite closes under the reader thread
+            reader.close()  # the hashing thread, then the SQLite reader, before SQLite closes
+        if scan is not None:
+            scan.close()
         conn.close()
         lite.close()
+        rare.close()
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -873,14 +937,15 @@ def _add_key(
     complete = " AND ".join(f"{_q(c)} IS NOT NULL" for c in plan.key)
     where = " AND ".join([*filters, complete])
     duplicates = lite.execute(
-        f"SELECT rowid, {copy_values_sql(plan)}, {canonical_sqlite_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
+        f"SELECT rowid, {copy_values_sql(plan)}, {copy_line_sql(plan)}, {text_fields_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
         f"FROM {_q(plan.name)} WHERE {where}) WHERE n_ > 1 ORDER BY rowid"
     ).fetchall()
     duplicates = [d for d in duplicates if d[0] not in outcome.rejected_rowids]
     for d in duplicates:
         outcome.checksum_rows -= 1
-        outcome.checksum_sum -= _row_hash(d[-1])
-    duplicates = [d[:-1] for d in duplicates]
+        line = _usable(d[-2], d[-1])
+        outcome.checksum_sum -= _row_hash(line if line is not None else _render_line(plan, d[1:-2]))
+    duplicates = [d[:-2] for d in duplicates]
     key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.key)
     not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in plan.key)
     deleted = conn.execute(
@@ -907,32 +972,40 @@ def _add_key(
 def sqlite_checksum(source: Path, plan: TablePlan, *, where: str | None = None, skip: set[int] | frozenset[int] = frozenset()) -> tuple[int, str]:
     """(rows, checksum) of the SQLite rows expected in PostgreSQL (``skip``: rejected rowids)."""
     lite = _open_sqlite(source, text_as_bytes=True)
+    rare = _SourceRows(source, plan)
     try:
-        select = f"SELECT rowid, {canonical_sqlite_sql(plan)} FROM {_q(plan.name)}"
+        select = f"SELECT rowid, {copy_line_sql(plan)}, {text_fields_sql(plan)} FROM {_q(plan.name)}"
         if where:
             select += f" WHERE {where}"
         rows = total = 0
         cursor = lite.execute(select)
         while batch := cursor.fetchmany(10_000):
-            for rowid, text in batch:
+            for rowid, line, texts in batch:
                 if rowid in skip:
                     continue
+                line = _usable(line, texts)
+                if line is None:
+                    try:
+                        line = _render_line(plan, rare.values(rowid))
+                    except _Refused:
+                        continue  # a row the load refuses: never in PostgreSQL
                 rows += 1
-                total += _row_hash(text)
+                total += _row_hash(line)
         return rows, _checksum_text(rows, total)
     finally:
         lite.close()
+        rare.close()
 
 
 def pg_checksum(conninfo: str, schema: str, plan: TablePlan) -> tuple[int, str]:
-    """(rows, checksum) of a PostgreSQL table, computed on the server."""
+    """(rows, checksum) of a PostgreSQL table, computed on the server from its typed values."""
     from psycopg import sql
 
     with connect(conninfo, autocommit=True, application_name="servicedesk-etl validate") as conn:
-        conn.execute("SET extra_float_digits = 0")  # float8 output: 15 significant digits
+        conn.execute("SET DateStyle = 'ISO'")  # timestamps and dates printed as the COPY lines carry them
         query = sql.SQL(
             "SELECT count(*), coalesce(sum(('x' || substr(md5({row}), 1, 15))::bit(60)::bigint), 0) FROM {t}"
-        ).format(row=canonical_pg_sql(plan), t=qualified(schema, plan.name))
+        ).format(row=copy_line_pg_sql(plan), t=qualified(schema, plan.name))
         rows, total = conn.execute(query).fetchone()
     return int(rows), _checksum_text(int(rows), int(total))
 

@@ -314,3 +314,52 @@ def test_text_that_is_not_utf8_or_holds_nul_is_refused_by_the_server(tmp_path: P
     assert result.rejects == 2 and all(t.matches for t in result.tables)
     messages = [r[0] for r in postgresql.execute("SELECT message FROM servicedesk_meta.rejects WHERE table_name = 'comments'")]
     assert len(messages) == 2 and all("invalid byte sequence for encoding" in m for m in messages), messages
+
+
+def test_values_the_copy_lines_must_carry_exactly(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    """SQLite builds each row's CSV COPY line; values it cannot print as PostgreSQL does
+    (numbers in other notations), text holding the line's quote character, commas,
+    quotes, newlines, empty text next to NULL, and times at the day's edges all arrive
+    exactly, and the checksums (the line's hash on both sides) agree."""
+    db = build_clean_db(tmp_path / "edges.db", tickets=20)
+    hours = ["1.50", ".5", "1e3", "-0", " 2.25 ", "007", 1e20, 0.00001, -0.0, 3, 2.0]
+    texts = ["a\x01b", 'say "hi", then\nleave\r\n', "", None, "back\\slash\\N", "\\.", "x\x01\x01y", "t\tab"]
+    with sqlite3.connect(db) as lite:
+        # No type on TS-Hours, so that SQLite keeps numbers written as text as they are.
+        ddl = lite.execute("SELECT sql FROM sqlite_master WHERE name = 'timesheets'").fetchone()[0]
+        lite.execute("ALTER TABLE timesheets RENAME TO timesheets_typed")
+        lite.execute(ddl.replace('"TS-Hours" REAL', '"TS-Hours"'))
+        lite.execute("INSERT INTO timesheets SELECT * FROM timesheets_typed")
+        lite.execute("DROP TABLE timesheets_typed")
+        ids = [r[0] for r in lite.execute("SELECT rowid FROM timesheets ORDER BY rowid LIMIT ?", (len(hours),))]
+        for rowid, hour in zip(ids, hours):
+            lite.execute('UPDATE timesheets SET "TS-Hours" = ? WHERE rowid = ?', (hour, rowid))
+        cids = [r[0] for r in lite.execute("SELECT rowid FROM comments ORDER BY rowid LIMIT ?", (len(texts),))]
+        for rowid, text in zip(cids, texts):
+            lite.execute("UPDATE comments SET comment_text = ? WHERE rowid = ?", (text, rowid))
+        lite.execute("UPDATE comments SET created_time = '2025-03-01T23:59:59.250000' WHERE rowid = ?", (cids[0],))
+        lite.execute("UPDATE comments SET created_time = '2025-03-01 10:15' WHERE rowid = ?", (cids[1],))
+        lite.execute("UPDATE comments SET created_time = '2025-03-01 24:00:00' WHERE rowid = ?", (cids[2],))
+        comment_ids = [lite.execute("SELECT comment_id FROM comments WHERE rowid = ?", (r,)).fetchone()[0] for r in cids]
+        keys = [lite.execute('SELECT "TS-Crm ID", "TS-User Username", "TS-Date", "TS-Time From" FROM timesheets WHERE rowid = ?', (r,)).fetchone() for r in ids]
+    settings = Settings().with_overrides(**{"migrate.tolerated_rejects": 1})
+    result = migrate(db, pg_dsn, tmp_path, canary=False, settings=settings)
+    assert all(t.matches for t in result.tables), result.tables
+    rejected = postgresql.execute("SELECT table_name, sqlstate, message FROM servicedesk_meta.rejects").fetchall()
+    assert len(rejected) == 1 and rejected[0][0] == "comments" and "24:00:00" in rejected[0][2], rejected
+
+    got = dict(postgresql.execute("SELECT comment_id, comment_text FROM servicedesk.comments WHERE comment_id = ANY(%s)", (comment_ids,)).fetchall())
+    for cid, text in zip(comment_ids[:2] + comment_ids[3:], texts[:2] + texts[3:]):
+        assert got[cid] == text, (cid, got[cid], text)
+    created = postgresql.execute("SELECT created_time::text FROM servicedesk.comments WHERE comment_id = %s", (comment_ids[0],)).fetchone()[0]
+    assert created == "2025-03-01 23:59:59.25"
+    wanted = ["1.50", "0.5", "1000", "0", "2.25", "7", "100000000000000000000", "0.000010", "0.0", "3", "2.0"]
+    for key, want in zip(keys, wanted):
+        row = postgresql.execute(
+            'SELECT "TS-Hours"::text FROM servicedesk.timesheets WHERE "TS-Crm ID" = %s AND "TS-User Username" = %s AND "TS-Date" = %s::date '
+            'AND "TS-Time From" IS NOT DISTINCT FROM %s',
+            key,
+        ).fetchall()
+        assert [r[0] for r in row] == [want], (key, row, want)
+    plans = {p.name: p for p in data_table_plans()}
+    assert sqlite_checksum(db, plans["timesheets"]) == pg_checksum(pg_dsn, "servicedesk", plans["timesheets"])
