@@ -67,7 +67,7 @@ import threading
 import time
 from decimal import Decimal, InvalidOperation
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -83,6 +83,8 @@ from pipeline.sources import check_sqlite_file, quote_sqlite, sha256_file
 
 if TYPE_CHECKING:
     import psycopg
+
+    from contracts.gate import GateVerdict
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,16 @@ class MigrateConfig:
     backups_dir: Path | None = None  # default: pipeline.backup's (.servicedesk/backups)
     data_dir: Path | None = None  # the embedded server's data folder
     parallel: int = 0  # tables loaded at once, each on its own connection; 0: one per spare core (max 3)
+    # The source's quality score when the caller knows it already (the pipeline's Gate 2
+    # on this cleaned file): used only when ``source_score_sha256`` is the SHA-256 of
+    # ``source``, otherwise the contracts run on the source again to compute it.
+    source_score: float | None = None
+    source_score_sha256: str | None = None
+    # Where the validation's contract run on the new version (before cut-over) writes its
+    # JUnit XML and JSON report (``run_gate(junitxml=, report=)``), for a caller that keeps
+    # that run as its Gate 3 result; None: a temporary file, dropped.
+    gate_junitxml: Path | None = None
+    gate_report: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -155,13 +167,28 @@ class MigrateResult:
     timings: dict[str, float] = field(default_factory=dict)
     backup_id: str | None = None
     message: str = ""
+    # The validation's contract run on the new version (None: contracts off, or skipped).
+    gate: "GateVerdict | None" = field(default=None, compare=False)
 
     @property
     def rows(self) -> int:
         return sum(t.loaded_rows for t in self.tables)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        gate = self.gate
+        data = asdict(replace(self, gate=None))
+        data["gate"] = (
+            None
+            if gate is None
+            else {
+                "passed": gate.passed,
+                "exit_code": gate.exit_code,
+                "failed": [list(f) for f in gate.failed],
+                "warned": [list(w) for w in gate.warned],
+                "quality": gate.quality,
+                "verdict": gate.verdict,
+            }
+        )
         data["rows"] = self.rows
         return data
 
@@ -1215,13 +1242,20 @@ def _run_preflight(config: MigrateConfig, target: Target) -> None:
         )
 
 
-def _contract_gate(config: MigrateConfig, conninfo: str, schema: str, what: str) -> dict[str, Any]:
-    """The contracts on PostgreSQL through the gate, judged with the run's own settings."""
+def _contract_gate(config: MigrateConfig, conninfo: str, schema: str, what: str) -> "GateVerdict | None":
+    """The contracts on PostgreSQL through the gate, judged with the run's own settings.
+
+    The run on the migrated version (not the canary) writes its JUnit XML and JSON
+    report where ``config.gate_junitxml`` / ``config.gate_report`` say.
+    """
     if not config.contracts:
-        return {}
+        return None
     from contracts.gate import run_gate
 
-    verdict = run_gate(target=conninfo, schema=schema, quality_threshold=config.quality_gate, settings=config.settings)
+    files: dict[str, Any] = {}
+    if what == "migrated":
+        files = {"junitxml": config.gate_junitxml, "report": config.gate_report}
+    verdict = run_gate(target=conninfo, schema=schema, quality_threshold=config.quality_gate, settings=config.settings, **files)
     if not verdict.passed:
         failed = ", ".join(f"{i} ({n})" for i, _, n in verdict.failed[:5])
         raise GateFailed(
@@ -1229,12 +1263,24 @@ def _contract_gate(config: MigrateConfig, conninfo: str, schema: str, what: str)
             f"the contracts fail on the {what} schema {schema}: {failed or 'see the gate report'}",
             f"run `pytest --target URI --schema {schema}` to see every failing check, fix the cleaned data, run migrate again",
         )
-    return {"quality": verdict.quality, "verdict": verdict.verdict}
+    return verdict
 
 
-def _source_score(config: MigrateConfig) -> float | None:
+def _scored(verdict: "GateVerdict | None") -> dict[str, Any]:
+    return {} if verdict is None else {"quality": verdict.quality, "verdict": verdict.verdict}
+
+
+def _source_score(config: MigrateConfig, sha: str) -> float | None:
+    """The source's quality score: the caller's when it is for this very file, else computed."""
     if not config.contracts:
         return None
+    if config.source_score is not None:
+        if config.source_score_sha256 == sha:
+            return float(config.source_score)
+        log.warning(
+            "the given source score is not for this file: computing it again",
+            extra={"given_sha256": config.source_score_sha256, "source_sha256": sha},
+        )
     from contracts.gate import run_gate
 
     verdict = run_gate(source=config.source, quality_threshold=0.0, settings=config.settings)
@@ -1438,7 +1484,7 @@ def run(config: MigrateConfig) -> MigrateResult:
                 canary_results = compare_checksums(conninfo, canary, plans, outcomes)
                 try:
                     _validate(canary_results, "canary", tolerated, rejects.count)
-                    scores["canary"] = _contract_gate(config, conninfo, canary, "canary")
+                    scores["canary"] = _scored(_contract_gate(config, conninfo, canary, "canary"))
                     scores["canary_dashboards"] = _dashboards(conninfo, canary)
                 finally:
                     _ledger_update(control, schema, run_id, canary=[asdict(r) for r in canary_results])
@@ -1459,9 +1505,9 @@ def run(config: MigrateConfig) -> MigrateResult:
             _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
             _validate(results, "migrated schema", tolerated, rejects.count)
             gate = _contract_gate(config, conninfo, version, "migrated")
-            if gate:
-                scores["target"] = gate.get("quality")
-                scores["source"] = _source_score(config)
+            if gate is not None:
+                scores["target"] = gate.quality
+                scores["source"] = _source_score(config, sha)
                 if scores["source"] is not None and scores["target"] is not None and scores["target"] < scores["source"]:
                     raise GateFailed(
                         GATE,
@@ -1506,6 +1552,7 @@ def run(config: MigrateConfig) -> MigrateResult:
             timings=timings,
             backup_id=backup_id,
             message=f"{schema} now serves {version}",
+            gate=gate,
         )
 
 

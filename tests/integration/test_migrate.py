@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -363,3 +364,28 @@ def test_values_the_copy_lines_must_carry_exactly(tmp_path: Path, pg_dsn: str, p
         assert [r[0] for r in row] == [want], (key, row, want)
     plans = {p.name: p for p in data_table_plans()}
     assert sqlite_checksum(db, plans["timesheets"]) == pg_checksum(pg_dsn, "servicedesk", plans["timesheets"])
+
+
+@pytest.mark.slow
+def test_known_source_score_and_the_validation_gate_files(small_clean_db: Path, pg_dsn: str, tmp_path: Path) -> None:
+    """A source score is taken as given only for the file it was computed on; the
+    validation's contract run writes its JUnit XML and JSON where asked and comes back
+    as ``result.gate``."""
+    pytest.importorskip("contracts.gate")
+    from pipeline.sources import sha256_file
+
+    sha = sha256_file(small_clean_db)
+    junit, report = tmp_path / "gate3-junit.xml", tmp_path / "gate3.json"
+    result = migrate(
+        small_clean_db, pg_dsn, tmp_path, canary=False, contracts=True,
+        source_score=12.5, source_score_sha256=sha, gate_junitxml=junit, gate_report=report,
+    )
+    assert result.status == LIVE and result.scores["source"] == 12.5
+    assert result.gate is not None and result.gate.passed and result.gate.quality == result.scores["target"]
+    assert junit.read_text().lstrip().startswith("<?xml") and "testsuite" in junit.read_text()
+    assert json.loads(report.read_text()) == result.gate.report
+    assert result.as_dict()["gate"]["passed"] is True
+
+    again = migrate(small_clean_db, pg_dsn, tmp_path, canary=False, contracts=True, force=True, source_score=12.5, source_score_sha256="0" * 64)
+    assert again.scores["source"] != 12.5 and again.scores["source"] is not None  # computed on the file instead
+    assert again.gate is not None and again.gate.passed
