@@ -72,6 +72,7 @@ QUARANTINE_COLUMNS = ("run_id", "table_name", "row_key", "reason", "rule", "orig
 # Tables copied as they are: the provenance of the import is not data to clean.
 VERBATIM_TABLES = frozenset({"import_metadata"})
 TEMP_MARK = ".clean-tmp-"
+GATE_MARK = ".clean-gate-"  # a folder holding the output under its final name while Gate 2 runs
 STRATEGIES = ("keep_latest", "keep_first", "fail")
 MB = 1024 * 1024
 # Below this much available memory on the machine the run stops, whatever the setting.
@@ -105,6 +106,15 @@ class CleanConfig:
     # gate report with it under ``profile``). Used only when its SHA-256 is the source's
     # and it has every table and column profile; otherwise the source is profiled again.
     profile: Any = None
+    # Gate 2 as part of the clean (``servicedesk-etl run``): when ``gate_report`` or
+    # ``gate_junitxml`` is given, the output's contract checks are ``contracts.gate.run_gate``
+    # itself, run on the finished file under its final name with the profile made here,
+    # and its JSON report, JUnit XML and pytest log are written to these paths exactly as
+    # ``run_gate(source=out, settings=settings, ...)`` writes them; its verdict is
+    # ``CleanResult.gate``. Nothing is written to them when the clean fails.
+    gate_report: Path | None = None
+    gate_junitxml: Path | None = None
+    gate_log: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -139,9 +149,19 @@ class CleanResult:
     seconds: float
     peak_rss_mb: float
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: profile, build, gate, ...
+    # ``contracts.gate.GateVerdict`` of the output when ``CleanConfig.gate_report`` or
+    # ``gate_junitxml`` was given (Gate 2, run on the output), else None
+    gate: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, gate=None))
+        g = self.gate
+        # the verdict without its report (the report is its own file)
+        data["gate"] = None if g is None else {
+            "passed": g.passed, "exit_code": g.exit_code, "failed": [list(f) for f in g.failed],
+            "warned": [list(f) for f in g.warned], "quality": g.quality, "verdict": g.verdict,
+        }
+        return data
 
     def rule_totals(self) -> dict[str, int]:
         """Changed cells per single rule (a combined ``a+b`` rule counts for both)."""
@@ -192,13 +212,14 @@ def temp_path_for(target: Path, pid: int | None = None) -> Path:
 def remove_stale_temps(target: Path) -> list[Path]:
     """Remove temporary files of runs into ``target`` whose process is gone (e.g. SIGKILLed)."""
     removed = []
-    prefix = f".{target.name}{TEMP_MARK}"
+    prefixes = (f".{target.name}{TEMP_MARK}", f".{target.name}{GATE_MARK}")
     try:
         entries = list(target.parent.iterdir())
     except OSError:
         return removed
     for entry in entries:
-        if not entry.name.startswith(prefix):
+        prefix = next((p for p in prefixes if entry.name.startswith(p)), None)
+        if prefix is None:
             continue
         pid_text = entry.name[len(prefix):].split("-", 1)[0]
         if not pid_text.isdigit():
@@ -208,7 +229,10 @@ def remove_stale_temps(target: Path) -> list[Path]:
             log.warning("temporary file %s belongs to running process %d: left alone", entry, pid)
             continue
         try:
-            entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)  # the folder of an interrupted Gate 2 run
+            else:
+                entry.unlink()
             removed.append(entry)
             log.info("removed %s, left by an interrupted run (pid %d)", entry, pid)
         except FileNotFoundError:
@@ -1333,6 +1357,82 @@ def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, ro
     return after, payload
 
 
+def _gate_folder_for(target: Path) -> Path:
+    return target.parent / f".{target.name}{GATE_MARK}{os.getpid()}"
+
+
+def _run_gate2(
+    config: CleanConfig, temp: Path, out: Path, today: date, threshold: float, phases: dict[str, float]
+) -> tuple[Any, Any, Any, dict[Path, Path]]:
+    """Gate 2 on the finished temporary output: (profile, contract failures, verdict,
+    {written file: final path}).
+
+    ``contracts.gate.run_gate`` runs on a hard link to the output named as the output
+    (the gate names its items after the file), in a folder of its own beside it, with
+    the profile made here handed over (not profiled twice). Its report, JUnit XML and log
+    then name the link's path where they name the file: those mentions are rewritten to
+    the final path, so the files are what ``run_gate(source=out)`` writes.
+    """
+    from contracts.executor import CheckResult
+    from contracts.gate import run_gate
+    from pipeline.profile import profile_source
+
+    folder = _gate_folder_for(out)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    link = (folder / out.name).resolve()
+    os.link(temp, link)
+    mark = time.monotonic()
+    with SQLiteSource(link) as source:
+        now = None if config.today is None else datetime.combine(today, datetime.now().time())
+        after = profile_source(source, config.settings, source_sha256=sha256_file(link), now=now, progress=config.progress)
+    phases["profile_output"] = time.monotonic() - mark
+    if after.quality.score < threshold:  # the clean fails on the score alone: no gate run
+        return after, [], None, {}
+    mark = time.monotonic()
+    written = {
+        folder / "gate-report.json": config.gate_report,
+        folder / "gate-junit.xml": config.gate_junitxml,
+        folder / "gate.log": config.gate_log,
+    }
+    verdict = run_gate(
+        source=link,
+        settings=config.settings,
+        junitxml=folder / "gate-junit.xml" if config.gate_junitxml else None,
+        report=folder / "gate-report.json",
+        output=folder / "gate.log",
+        quality_threshold=config.quality_threshold,
+        profile=after,
+    )
+    phases["gate2"] = time.monotonic() - mark
+    renames = {str(src.resolve()): str(Path(dst).resolve()) for src, dst in written.items() if dst is not None}
+    renames[str(link)] = final = str(out.resolve())
+    for path in written:
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            for old, new in renames.items():
+                text = text.replace(old, new)
+            path.write_text(text, encoding="utf-8")
+    report = json.loads((folder / "gate-report.json").read_text(encoding="utf-8"))
+    verdict = dataclasses.replace(verdict, report=report)
+    fields = ("table", "column", "check", "severity", "tolerance", "considered", "failing", "status", "message")
+    failed = [CheckResult(**{k: r[k] for k in fields}) for r in report.get("results", []) if r.get("status") == "failed"]
+    after = dataclasses.replace(after, source=final)
+    return after, failed, verdict, {src: dst for src, dst in written.items() if dst is not None and src.exists()}
+
+
+def _publish_gate_files(files: dict[Path, Path]) -> list[Path]:
+    """Gate 2's files to their final paths, each in one rename; the paths written."""
+    done = []
+    for src, dst in files.items():
+        dst = Path(dst)
+        temp = temp_path_for(dst)
+        shutil.copyfile(src, temp)
+        os.replace(temp, dst)
+        done.append(dst)
+    return done
+
+
 def _orphans(path: Path) -> list[dict[str, Any]]:
     out = []
     with SQLiteSource(path) as source:
@@ -1424,6 +1524,13 @@ def run(config: CleanConfig) -> CleanResult:
     audit_temp = temp_path_for(audit_path) if audit_path is not None else None
     source_sha = sha256_file(source_path)
     phases: dict[str, float] = {}
+    gate2 = config.gate_report is not None or config.gate_junitxml is not None
+    verdict = None
+    gate_files: dict[Path, Path] = {}
+    for path in (config.gate_report, config.gate_junitxml, config.gate_log):
+        if path is not None:
+            check_output_path(Path(path), source_path, "the Gate 2 file")
+            remove_stale_temps(Path(path))
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None
         try:
@@ -1447,11 +1554,15 @@ def run(config: CleanConfig) -> CleanResult:
             phases["build"] = time.monotonic() - mark
             log.info("profiling the cleaned copy and checking it against the contracts")
             rows_out = sum(t.rows_out for t in builder.tables.values())
-            after, contract = _gate_output(temp, settings, today, config.progress, rows_out, phases)
-            critical = [r for r in contract.failed if r.severity == "critical"]
+            if gate2:
+                after, failed, verdict, gate_files = _run_gate2(config, temp, out, today, threshold, phases)
+            else:
+                after, contract = _gate_output(temp, settings, today, config.progress, rows_out, phases)
+                failed = contract.failed
+            critical = [r for r in failed if r.severity == "critical"]
             others = [
                 {"id": r.id, "severity": r.severity, "failing": r.failing, "considered": r.considered, "message": r.message}
-                for r in contract.failed
+                for r in failed
                 if r.severity != "critical"
             ]
             score_after = after.quality.score
@@ -1474,14 +1585,18 @@ def run(config: CleanConfig) -> CleanResult:
             # Everything succeeded: the output appears at its final path in one step.
             if audit_temp is not None and audit_path is not None:
                 os.replace(audit_temp, audit_path)
+            published = _publish_gate_files(gate_files) if gate2 else []
             try:
                 os.replace(temp, out)
             except OSError:
                 if audit_path is not None:  # no trail of an output that does not exist
                     _unlink_family(audit_path)
+                for path in published:  # nor a gate report
+                    _unlink_family(path)
                 raise
             _fsync_path(out.parent)
         except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+            shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:
                 _unlink_family(audit_temp)
@@ -1497,10 +1612,12 @@ def run(config: CleanConfig) -> CleanResult:
                 raise InputFileError(f"--source {source_path} is damaged: {exc}", "ingest the workbooks again to rebuild it") from None
             raise
         except BaseException:
+            shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:
                 _unlink_family(audit_temp)
             raise
+        shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
         trace.rows = sum(t.rows_in for t in builder.tables.values())
         trace.fields.update(
             run_id=run_id,
@@ -1534,6 +1651,7 @@ def run(config: CleanConfig) -> CleanResult:
         seconds=round(time.monotonic() - started, 3),
         peak_rss_mb=round(peak_rss_mb(), 1),
         phases={k: round(v, 3) for k, v in phases.items()},
+        gate=verdict,
     )
 
 
