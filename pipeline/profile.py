@@ -307,7 +307,8 @@ class _Spec:
 
     @property
     def plain_integer(self) -> bool:
-        return self.kind == "integer" and not self.orphan_values
+        """An integer column: an in-range integer that is no sampled orphan needs no judging."""
+        return self.kind == "integer"
 
     @property
     def plain_long_text(self) -> bool:
@@ -483,6 +484,7 @@ class _ColumnScan:
         self.storage: collections.Counter = collections.Counter()
         self.counts: collections.Counter = collections.Counter()
         self.examples: dict[str, list] = {}
+        self.settled: set[tuple] = set()  # hit tuples whose example buckets are all full
         self.kinds: collections.Counter = collections.Counter()
         self.sampled = 0
         self.caches: dict[type, dict] = {}
@@ -650,9 +652,12 @@ class _ColumnScan:
         plain_long = spec_.plain_long_text and not full_detect
         plain_integer = spec_.plain_integer and not full_detect
         lo_i, hi_i = spec_.integer_bounds()
+        orphan_values = spec_.orphan_values
         tokens = spec_.tokens
         blank_run = spec_.blank_run
         run_newlines = spec_.run_newlines
+        settled = self.settled
+        tally: dict[tuple, int] = {}
         for value, n in items:
             if pairs:
                 t, value = value
@@ -676,7 +681,7 @@ class _ColumnScan:
                 ):
                     hashes.append(hash(value))
                     continue
-            elif t is int and plain_integer and lo_i <= value <= hi_i:
+            elif t is int and plain_integer and lo_i <= value <= hi_i and value not in orphan_values:
                 hashes.append(hash(value))
                 nums.append(value)
                 continue
@@ -694,28 +699,37 @@ class _ColumnScan:
                 if kind is not None:
                     kinds[kind] += n
                     self.sampled += n
-            if info.hits:
-                need = None
-                for h in info.hits:
-                    counts[h] += n
-                    bucket = examples.get(h)
-                    if bucket is None:
-                        bucket = examples[h] = []
-                    if len(bucket) < max_examples:
-                        if need is None:
-                            need = _positions(col, value, t, max_examples)
-                        for p in need:
-                            if len(bucket) >= max_examples:
-                                break
-                            key = key_at(p)
-                            if key not in bucket:  # a value met twice in one batch
-                                bucket.append(key)
+            hits = info.hits
+            if hits:
+                if hits in settled:  # every example bucket of these hits is full: count only
+                    tally[hits] = tally.get(hits, 0) + n
+                else:
+                    need = None
+                    for h in hits:
+                        counts[h] += n
+                        bucket = examples.get(h)
+                        if bucket is None:
+                            bucket = examples[h] = []
+                        if len(bucket) < max_examples:
+                            if need is None:
+                                need = _positions(col, value, t, max_examples)
+                            for p in need:
+                                if len(bucket) >= max_examples:
+                                    break
+                                key = key_at(p)
+                                if key not in bucket:  # a value met twice in one batch
+                                    bucket.append(key)
+                    if all(len(examples[h]) >= max_examples for h in hits):
+                        settled.add(hits)
             if info.num is not None:
                 nums.append(info.num)
             elif info.text is not None:
                 texts.append(info.text)
             if info.dt is not None:
                 dts.append(info.dt)
+        for hits, n in tally.items():
+            for h in hits:
+                counts[h] += n
         # Distinct hashes, min and max: whole-batch operations, in C.
         if exact is not None:
             exact.update(hashes)
