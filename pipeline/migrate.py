@@ -680,12 +680,12 @@ def _row_errors() -> tuple[type[BaseException], ...]:
 def _copy_lines(
     conn: "psycopg.Connection",
     copy_sql: Any,
-    lines: list[tuple[int, bytes]],
+    lines: Sequence[tuple[Any, ...]],
     refused: Callable[[list[int], str, str], None],
     data: bytes | None = None,
 ) -> int:
-    """CSV COPY of ``lines`` ((rowid, line), ``data``: the lines joined already) in a
-    savepoint; a refused batch is bisected to the refused rows."""
+    """CSV COPY of ``lines`` ((rowid, line, ...); ``data``: the lines joined already) in
+    a savepoint; a refused batch is bisected to the refused rows."""
     from psycopg.copy import QueuedLibpqWriter
 
     if not lines:
@@ -695,7 +695,7 @@ def _copy_lines(
             cursor = conn.cursor()
             # The writer's own thread sends to the server while this one goes on.
             with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
-                copy.write(memoryview(data if data is not None else _joined(line for _, line in lines)))
+                copy.write(memoryview(data if data is not None else _joined(row[1] for row in lines)))
         return len(lines)
     except _row_errors() as exc:
         if len(lines) == 1:
@@ -720,11 +720,20 @@ def _hashed(batches: Any) -> Any:
     scan of the next batch and the COPY of the previous one. The COPY data is None when
     a row needs the loader (a line Python renders, a value the guard refuses).
     """
+    md5, from_bytes, quote = hashlib.md5, int.from_bytes, _Q  # _row_hash, _usable inlined
     for batch in batches:
-        rows = [(rowid, _usable(line, texts), bad) for rowid, line, texts, bad in batch]
-        hashes = {row[0]: _row_hash(row[1]) for row in rows if row[1] is not None}
-        clean = len(hashes) == len(rows) and all(row[2] is None for row in rows)
-        yield rows, hashes, (_joined(row[1] for row in rows) if clean else None)
+        rows = []
+        hashes = {}
+        clean = True
+        for rowid, line, texts, bad in batch:
+            if line is not None and line.count(quote) != 2 * texts:
+                line = None
+            if line is None or bad is not None:
+                clean = False
+            if line is not None:
+                hashes[rowid] = from_bytes(md5(line).digest()[:8], "big") >> 4
+            rows.append((rowid, line, bad))
+        yield rows, hashes, (_joined([row[1] for row in rows]) if clean else None)
 
 
 class _SourceRows:
@@ -886,24 +895,29 @@ def load_table(
         reader = _ReadAhead(_hashed(scan))
         for batch, hashes, data in reader:
             outcome.source_rows += len(batch)
-            lines = []
-            for rowid, line, bad_column in batch:
-                if bad_column is not None:
-                    column = _shown(bad_column)
-                    value = _shown(rare.values(rowid)[plan.column_names.index(column)])
-                    date_like = plan.kind_of(column) in ("timestamp", "date")
-                    reject(rowid, "22007" if date_like else "22P02", f"{column}: {value!r} is not {reasons[column]}")
-                    continue
-                if line is None:
-                    try:
-                        line = _render_line(plan, rare.values(rowid))
-                    except _Refused as refusal:
-                        reject(rowid, refusal.sqlstate, refusal.message)
+            if data is not None:  # every line as SQLite built it: nothing to look at
+                lines: Sequence[tuple[Any, ...]] = batch
+                hashed = sum(hashes.values())
+            else:
+                lines = []
+                for rowid, line, bad_column in batch:
+                    if bad_column is not None:
+                        column = _shown(bad_column)
+                        value = _shown(rare.values(rowid)[plan.column_names.index(column)])
+                        date_like = plan.kind_of(column) in ("timestamp", "date")
+                        reject(rowid, "22007" if date_like else "22P02", f"{column}: {value!r} is not {reasons[column]}")
                         continue
-                    hashes[rowid] = _row_hash(line)
-                lines.append((rowid, line))
+                    if line is None:
+                        try:
+                            line = _render_line(plan, rare.values(rowid))
+                        except _Refused as refusal:
+                            reject(rowid, refusal.sqlstate, refusal.message)
+                            continue
+                        hashes[rowid] = _row_hash(line)
+                    lines.append((rowid, line))
+                hashed = sum(hashes[row[0]] for row in lines)
             outcome.checksum_rows += len(lines)
-            outcome.checksum_sum += sum(hashes[rowid] for rowid, _ in lines)
+            outcome.checksum_sum += hashed
             outcome.loaded_rows += _copy_lines(conn, copy_sql, lines, refused, data)
             health.advance(len(batch))
             if progress is not None:
