@@ -433,12 +433,14 @@ def _load(
         else:
             positions = plan.positions
             pick = lambda row: tuple(row[p] if p >= 0 else None for p in positions)  # noqa: E731
+        # The sheet's columns are the table's, in its order (the usual case): rows as read.
+        in_order = plan.positions == tuple(range(sheet.width))
         loaded = _Loaded(table, path, sheet, plan, sha256=sha)
         total = sheet.last_row - sheet.header_row_number if sheet.last_row else None
         bar = Progress(table, total=total if total and total > 0 else None) if rows_done is None else None
         with bar or _Counter(rows_done) as progress:
             for batch in sheet.batches(batch_rows):
-                rows = [pick(row) for row in batch]
+                rows = batch if in_order else [pick(row) for row in batch]
                 if keep is not None:
                     rows = [row for row in rows if keep(row)]
                 writer.insert(table, width, rows)

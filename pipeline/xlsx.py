@@ -431,7 +431,7 @@ class SheetStream:
                 self.dropped_columns = max(self.dropped_columns, len(values) - width)
                 self.dropped_values += sum(1 for v in values[width:] if v is not None)
                 del values[width:]
-            if all(v is None for v in values):
+            if values.count(None) == len(values):  # in C: values are None, str, int, float
                 self.blank_rows += 1
                 continue
             if len(values) < width:
@@ -740,16 +740,23 @@ def _scan_rows(
     row_number: int,
     emit_row: Any,
     to_expat: Any,
-) -> int:
+) -> int | None:
     """Read the rows of ``text`` (whole rows, as str) in order: plain ones here, others by expat.
 
-    Returns the number of the last row read (a row with no ``r`` counts on from it).
+    Returns the number of the last row read (a row with no ``r`` counts on from it), or
+    None when expat read the run and must read the rest of the sheet too.
     """
     rows = _run_of_rows(scanner, text, kind_of_style, strings, epoch, row_number)
     if rows is not None:
         for row in rows:
             emit_row(row)
         return rows[-1][0] if rows else row_number
+    if "<!" in text or "<?" in text:
+        # A comment, CDATA section or processing instruction may hold what looks like
+        # a row: expat reads the whole run, and the rest of the sheet (None). (A run the
+        # tokens cover has none: its '<' would be an "other" token.)
+        to_expat(text, row_number)
+        return None
     # Something in the run is not plain: row by row, the odd ones through expat.
     position = 0
     for row in scanner.rows.finditer(text):
@@ -917,16 +924,22 @@ def _parse_sheet(
                 region = blank_cell.sub(b"", region)
             # Checked in bytes (memchr speed): what the scanner leaves to expat.
             first = region.find(scanner.row_start)
+            gap = region[:first] if first > 0 else b""
+            if gap.startswith((b"<?xml", b"\xef\xbb\xbf<?xml")):
+                gap = gap[gap.find(b"?>") + 2 :]  # the XML declaration, in the first run only
             if (
                 first < 0
-                or region.find(b"<!", first) >= 0
-                or region.find(b"<?", first) >= 0
-                or b"]]>" in region
+                or b"<!" in gap  # a comment, CDATA or DTD: it may hold what looks like rows
+                or b"<?" in gap
+                or b"]]>" in region  # not allowed in text: expat's error
                 or b"\xef\xbf\xbe" in region  # U+FFFE and U+FFFF, not XML characters
                 or b"\xef\xbf\xbf" in region
                 or region.translate(None, _NOT_CONTROL)
             ):
+                # Expat reads this run and the rest of the sheet: whatever it is in the
+                # middle of (a comment, say) is never cut into rows by the scanner.
                 parser.Parse(region, False)
+                scanner = None
             else:
                 if first:
                     parser.Parse(region[:first], False)
@@ -935,8 +948,16 @@ def _parse_sheet(
                     xml = region.decode("utf-8")
                 except UnicodeDecodeError:
                     parser.Parse(region, False)  # expat reports where
+                    scanner = None
                 else:
-                    row_number = _scan_rows(scanner, xml, kind_of_style, strings, epoch, row_number, emit_row, to_expat)
+                    scanned = _scan_rows(scanner, xml, kind_of_style, strings, epoch, row_number, emit_row, to_expat)
+                    if scanned is None:
+                        scanner = None  # expat read the run and reads the rest
+                    else:
+                        row_number = scanned
+            if scanner is None and pending:
+                parser.Parse(pending, False)  # the bytes after the run, before the next block
+                pending = b""
         if ready:
             if not header_done:
                 header_done = any(v is not None and v != "" for _, vals, _ in ready for v in vals)

@@ -456,7 +456,7 @@ ODD_ROWS = [
     '<row r="14"><c r="A14"><v>1E+20</v></c><c r="B14" t="inlineStr"><is><t>_x0000_ and _x005F_x0000_</t></is></c></row>',
     '<row r="15"><c r="A15" t="n"><v>3652948.0</v></c><c r="B15" t="s"></c></row>',
     "<row r=\"16\"><c r='A16'><v>9</v></c></row>",
-    '<!-- a comment --><row r="17"><c r="A17"><v>10</v></c><c r="B17" t="inlineStr"><is><t><![CDATA[<raw>]]></t></is></c></row>',
+    '<!-- <row r="90"><c r="A90"><v>99</v></c></row><row r="91"><c r="A91"><v>98</v></c></row> --><row r="17"><c r="A17"><v>10</v></c><c r="B17" t="inlineStr"><is><t><![CDATA[<raw>]]></t></is></c></row>',
 ]
 
 
