@@ -361,10 +361,16 @@ class _TableChecker:
         # The verdict of each distinct value, computed once per batch (statuses, dates
         # and ids repeat): (blank, fails its type, usable by the value-level checks).
         verdicts: dict[tuple[type, Any], tuple[bool, bool, bool]] = {}
+        # ``_Tally.fail`` inlined below: a raw date column fails on every row, and the
+        # sample (key, masked value) is built only while it is not full.
+        null_sample = null_tally.sample if null_tally is not None else None
+        type_sample = type_tally.sample if type_tally is not None else None
         for i, v in enumerate(values):
             if v is None:
                 if null_tally is not None:
-                    null_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
+                    null_tally.failing += 1
+                    if len(null_sample) < limit:  # type: ignore[arg-type]
+                        null_sample.append(SampleRow(key_of(i), name, mask(v)))  # type: ignore[union-attr]
                 continue
             try:
                 verdict = verdicts.get((type(v), v))
@@ -380,9 +386,13 @@ class _TableChecker:
                     pass
             blank, bad_type, ok = verdict
             if blank and null_tally is not None:
-                null_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))
+                null_tally.failing += 1
+                if len(null_sample) < limit:  # type: ignore[arg-type]
+                    null_sample.append(SampleRow(key_of(i), name, mask(v)))  # type: ignore[union-attr]
             if bad_type:
-                type_tally.fail(limit, lambda i=i: key_of(i), name, mask(v))  # type: ignore[union-attr]
+                type_tally.failing += 1  # type: ignore[union-attr]
+                if len(type_sample) < limit:  # type: ignore[arg-type]
+                    type_sample.append(SampleRow(key_of(i), name, mask(v)))  # type: ignore[union-attr]
             elif ok:
                 usable.append(i)
         if not usable:
@@ -400,7 +410,7 @@ class _TableChecker:
                     continue
                 tally.considered += 1
                 if d > limit_day:
-                    tally.fail(limit, lambda i=i: key_of(i), name, mask(values[i]))
+                    tally.fail(limit, lambda i=i: key_of(i), name, mask(values[i]))  # rare: future dates
 
     def _run_pandera_check(self, check: pa.Check, tally: _Tally, k: str, name: str, values: list[Any], usable: list[int], mask: Callable[[Any], Any], key_of: Callable[[int], Any]) -> None:
         if check.name == "in_range":
@@ -420,9 +430,10 @@ class _TableChecker:
         outcome = check(series).check_output
         tally.considered += len(positions)
         failed = (~outcome.to_numpy(dtype=bool)).nonzero()[0]
-        for j in failed:
+        tally.failing += len(failed)
+        for j in failed[: max(self.limit - len(tally.sample), 0)]:
             i = positions[int(j)]
-            tally.fail(self.limit, lambda i=i: key_of(i), name, mask(values[i]))
+            tally.sample.append(SampleRow(key_of(i), name, mask(values[i])))
 
     # -- masking
 
