@@ -891,8 +891,8 @@ def load_table(
                 outcome.checksum_sum -= hashes[rowid]
                 reject(rowid, sqlstate, message)
 
-        scan = _ReadAhead(_rows_by_rowid(lite, select, batch_rows))
-        reader = _ReadAhead(_hashed(scan))
+        scan = _ReadAhead(_rows_by_rowid(lite, select, batch_rows), depth=1)
+        reader = _ReadAhead(_hashed(scan), depth=1)
         for batch, hashes, data in reader:
             outcome.source_rows += len(batch)
             if data is not None:  # every line as SQLite built it: nothing to look at
