@@ -295,6 +295,9 @@ class ColumnPlan:
     keep_blank: bool = False
     keep_tokens: frozenset[str] = frozenset()
     tokens: frozenset[str] = frozenset()  # the placeholder tokens its rules turn to NULL
+    # A SQL predicate over ``{c}`` (the column) true only for values every rule keeps as
+    # they are, and its parameters: such values never reach Python. None: no such test.
+    kept_sql: tuple[str, list[Any]] | None = None
 
     # Results per distinct short value (dates and ids repeat a lot); None: no memo.
     memo: dict[tuple[type, Any], Fix] | None = None
@@ -454,6 +457,7 @@ def plan_table(
         if not (kind == "text" and spec.is_long_text(col)):
             plan.memo = {}
         plan.fast = _fast_check(plan, cs, tokens if cs.null_placeholders else frozenset(), bounds, col, today)
+        plan.kept_sql = _kept_sql(plan, cs, bounds, col, today)
         plan.fast_batch = _fast_batch_check(plan, cs, bounds)
         if steps:
             plans.append(plan)
@@ -516,6 +520,50 @@ def _fast_check(
 
         return text_ok
     return None
+
+
+def _kept_sql(
+    plan: ColumnPlan, cs: CleanSettings, bounds: tuple[float | None, float | None, bool, bool] | None, col: Any, today: date
+) -> tuple[str, list[Any]] | None:
+    """``_fast_check`` in SQL, as far as SQLite can say it exactly (else the value goes
+    to Python): numbers of the column's kind within its bounds; ISO dates that are real
+    calendar dates (SQLite's strftime gives them back unchanged), not past the future
+    limit, not a token."""
+    kind = plan.kind
+    tests: list[str] = []
+    args: list[Any] = []
+    if kind in ("integer", "numeric") and cs.fix_numbers:
+        if kind == "integer":
+            tests.append("typeof({c}) = 'integer'")
+        else:
+            tests.append("typeof({c}) IN ('integer', 'real') AND {c} BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308")
+        low, high, inc_low, inc_high = bounds if bounds is not None else (None, None, True, True)
+        if low is not None:
+            tests.append("{c} >= ?" if inc_low else "{c} > ?")
+            args.append(low)
+        if high is not None:
+            tests.append("{c} <= ?" if inc_high else "{c} < ?")
+            args.append(high)
+    elif kind in spec.DATE_KINDS and cs.fix_dates:
+        if plan.date_only:
+            tests.append("typeof({c}) = 'text' AND {c} GLOB ? AND strftime('%Y-%m-%d', {c}) = {c}")
+            args.append("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")
+        else:
+            tests.append("typeof({c}) = 'text' AND {c} GLOB ? AND strftime('%Y-%m-%d %H:%M:%S', {c}) = {c}")
+            args.append("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]")
+        tests.append("{c} >= '0001'")  # year 0 is no date in Python
+        days = spec.not_future_days(col)
+        if days is not None:
+            tests.append("substr({c}, 1, 10) <= ?")
+            args.append(tf.future_limit(today, days).isoformat())
+        tokens = sorted(plan.tokens | plan.keep_tokens)
+        if tokens:
+            tests.append("{c} NOT IN (" + ", ".join("?" for _ in tokens) + ")")
+            args.extend(tokens)
+    else:
+        return None
+    # coalesce by the caller: a NULL (strftime of no date) must not count as kept
+    return "(" + " AND ".join(f"({t})" for t in tests) + ")", args
 
 
 def _fast_batch_check(
@@ -936,7 +984,11 @@ class _Builder:
         for name in ("vals", "outcomes", f"chg_{i}", f"bad_{i}"):
             conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
         conn.execute("CREATE TEMP TABLE vals (id INTEGER PRIMARY KEY, ty TEXT, v)")
-        conn.execute(f"INSERT INTO temp.vals (ty, v) SELECT DISTINCT typeof({c}), {c} FROM src.{q(table)} WHERE {c} IS NOT NULL")
+        kept, args = plan.kept_sql if plan.kept_sql is not None else ("0", [])
+        kept = kept.replace("{c}", c)
+        conn.execute(
+            f"INSERT INTO temp.vals (ty, v) SELECT DISTINCT typeof({c}), {c} FROM src.{q(table)} WHERE {c} IS NOT NULL AND NOT coalesce({kept}, 0)", args
+        )
         conn.execute("CREATE TEMP TABLE outcomes (id INTEGER PRIMARY KEY, new, rule TEXT, bad INTEGER)")
         required = plan.required
         judge = plan._apply
