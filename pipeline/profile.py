@@ -306,6 +306,14 @@ class _Spec:
         return self.kind in ("text", "flag", "month") and self.allowed is None and self.pattern is None and not self.long_text
 
     @property
+    def simple_date(self) -> bool:
+        """A typed date column whose values meet no rule but their date (``judge_date_text``)."""
+        return (
+            self.date_kind and self.typed and not self.long_text and self.allowed is None
+            and self.pattern is None and self.range is None and not self.orphan_values
+        )
+
+    @property
     def plain_integer(self) -> bool:
         """An integer column: an in-range integer that is no sampled orphan needs no judging."""
         return self.kind == "integer"
@@ -392,7 +400,9 @@ class _Distinct:
             return
         import numpy as np
 
-        x = np.array([h & _M64 for h in hashes], dtype=np.uint64)
+        # Python hashes are C ``Py_hash_t`` (signed 64-bit): as int64 viewed as uint64
+        # they are ``h & _M64``, without a Python loop.
+        x = np.array(hashes, dtype=np.int64).view(np.uint64)
         with np.errstate(over="ignore"):
             x ^= x >> np.uint64(33)
             x *= np.uint64(0xFF51AFD7ED558CCD)
@@ -567,6 +577,17 @@ class _ColumnScan:
                 hits.append("orphan")
         return _Info(tuple(hits), kind, num, text, dt, _hash64(value))
 
+    def judge_date_text(self, value: str) -> _Info:
+        """``judge`` of a text value in a date column with no other rule on its values
+        (``_Spec.simple_date``), minus the branches that cannot apply: a column of
+        unique timestamps is judged value by value."""
+        s = self.spec
+        if not value or value.strip() is not value or value in s.tokens or "\x00" in value:
+            return self.judge(value)  # blanks, placeholders, padding, NUL: the whole judgement
+        hits: list[str] = [] if conforms(s.kind, value) else ["nonconforming"]  # type: ignore[arg-type]
+        dt = self._judge_date(value, hits)
+        return _Info(tuple(hits), _UNSET, None, None, dt, hash(value))
+
     def _judge_date(self, value: Any, hits: list[str]) -> tuple | None:
         s = self.spec
         if s.kind is None and type(value) is not str:
@@ -653,6 +674,7 @@ class _ColumnScan:
         plain_integer = spec_.plain_integer and not full_detect
         lo_i, hi_i = spec_.integer_bounds()
         orphan_values = spec_.orphan_values
+        judge_text = self.judge_date_text if spec_.simple_date else judge
         tokens = spec_.tokens
         blank_run = spec_.blank_run
         run_newlines = spec_.run_newlines
@@ -690,7 +712,7 @@ class _ColumnScan:
                 cache = caches[t] = {}
             info = cache.get(value)
             if info is None:
-                info = judge(value)
+                info = judge_text(value) if t is str else judge(value)
                 if len(cache) < CACHE_MAX and (t is not str or len(value) <= CACHE_MAX_LEN):
                     cache[value] = info
             hashes.append(info.hash)
