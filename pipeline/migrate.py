@@ -1318,6 +1318,18 @@ def _dashboards(conninfo: str, schema: str) -> int:
     return sum(1 for v in values if v.status != dashboard.NA)
 
 
+def _alongside_dashboards(conninfo: str, schema: str, check: Callable[[], None]) -> int:
+    """Run ``check`` (checksums, contracts) while the dashboard queries run on ``schema``.
+
+    Both are mostly server work on different tables; the checks' failure comes first
+    (once the queries have finished), then a failing dashboard query.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboards") as pool:
+        boards = pool.submit(_dashboards, conninfo, schema)
+        check()
+        return boards.result()
+
+
 def _take_backup(config: MigrateConfig, conninfo: str, schema: str) -> str | None:
     if not config.backup:
         return None
@@ -1495,11 +1507,14 @@ def run(config: MigrateConfig) -> MigrateResult:
                 t0 = time.monotonic()
                 where = {p.name: canary_condition(p, settings.migrate.canary_fraction) for p in plans}
                 outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
-                canary_results = compare_checksums(conninfo, canary, plans, outcomes)
-                try:
+
+                def check_canary() -> None:
+                    canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
                     _validate(canary_results, "canary", tolerated, rejects.count)
                     scores["canary"] = _scored(_contract_gate(config, conninfo, canary, "canary"))
-                    scores["canary_dashboards"] = _dashboards(conninfo, canary)
+
+                try:
+                    scores["canary_dashboards"] = _alongside_dashboards(conninfo, canary, check_canary)
                 finally:
                     _ledger_update(control, schema, run_id, canary=[asdict(r) for r in canary_results])
                     _drop_schema(control, canary)
@@ -1515,20 +1530,26 @@ def run(config: MigrateConfig) -> MigrateResult:
 
             # 5. validation
             t0 = time.monotonic()
-            results = compare_checksums(conninfo, version, plans, outcomes)
-            _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
-            _validate(results, "migrated schema", tolerated, rejects.count)
-            gate = _contract_gate(config, conninfo, version, "migrated")
-            if gate is not None:
-                scores["target"] = gate.quality
-                scores["source"] = _source_score(config, sha)
-                if scores["source"] is not None and scores["target"] is not None and scores["target"] < scores["source"]:
-                    raise GateFailed(
-                        GATE,
-                        f"the quality score on PostgreSQL ({scores['target']:.1f}) is below the source's ({scores['source']:.1f})",
-                        "compare the two gate reports; nothing was cut over",
-                    )
-            scores["dashboards"] = _dashboards(conninfo, version)
+            results: list[TableResult] = []
+            gate: GateVerdict | None = None
+
+            def check_version() -> None:
+                nonlocal gate
+                results.extend(compare_checksums(conninfo, version, plans, outcomes))
+                _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
+                _validate(results, "migrated schema", tolerated, rejects.count)
+                gate = _contract_gate(config, conninfo, version, "migrated")
+                if gate is not None:
+                    scores["target"] = gate.quality
+                    scores["source"] = _source_score(config, sha)
+                    if scores["source"] is not None and scores["target"] is not None and scores["target"] < scores["source"]:
+                        raise GateFailed(
+                            GATE,
+                            f"the quality score on PostgreSQL ({scores['target']:.1f}) is below the source's ({scores['source']:.1f})",
+                            "compare the two gate reports; nothing was cut over",
+                        )
+
+            scores["dashboards"] = _alongside_dashboards(conninfo, version, check_version)
             timings["validate"] = round(time.monotonic() - t0, 3)
             _ledger_update(control, schema, run_id, status=VALIDATED, scores=scores)
 
