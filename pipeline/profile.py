@@ -217,10 +217,14 @@ def profile_source(
     for name in DATA_TABLES:
         if name not in present:
             findings.append(_table_finding("MISSING_TABLE", name, "critical"))
-    for name in present:
-        profile, table_findings = _profile_table(source, name, present, settings, full, now, progress)
-        tables[name] = profile
-        findings.extend(table_findings)
+    ahead = _DuplicatesAhead(source, present, settings.profile.example_keys)
+    try:
+        for name in present:
+            profile, table_findings = _profile_table(source, name, present, settings, full, now, progress, ahead)
+            tables[name] = profile
+            findings.extend(table_findings)
+    finally:
+        ahead.close()
     findings.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.table, f.column or "", f.code))
     score = quality.score(tables, findings, settings.profile)
     reasons = quality.breaker_reasons(tables, findings, settings.profile)
@@ -855,6 +859,55 @@ def _detected(kinds: collections.Counter, sampled: int, threshold: float) -> tup
     return "text", 1.0
 
 
+class _DuplicatesAhead:
+    """``duplicate_keys`` of every table with a contract key, asked at the start on a
+    second connection to the same read-only SQLite file, in a thread: the GROUP BY runs
+    in SQLite's C code (the GIL released) beside the Python pass over the values, on the
+    second core (about 2 s of 22 s at 1M rows). Other sources are asked in turn."""
+
+    def __init__(self, source: Source, present: list[str], limit: int) -> None:
+        self.source = source
+        self.limit = limit
+        self.futures: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self.pool: Any = None
+        if type(source) is not SQLiteSource:
+            return
+        jobs = []
+        for name in present:
+            schema = contract_for(name)
+            if schema is None:
+                continue
+            key = tuple(spec.facts(schema).key)
+            names = {c for c, _ in source.columns(name)}
+            if key and all(c in names for c in key):
+                jobs.append((name, key))
+        if not jobs:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        path = source.path
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="profile-duplicates")
+
+        def ask(table: str, key: tuple[str, ...]) -> tuple[int, list[tuple]]:
+            with SQLiteSource(path) as own:  # a connection of the thread's own
+                return own.duplicate_keys(table, list(key), limit=limit)
+
+        for table, key in jobs:
+            self.futures[(table, key)] = self.pool.submit(ask, table, key)
+
+    def duplicate_keys(self, table: str, key: Sequence[str]) -> tuple[int, list[tuple]]:
+        future = self.futures.pop((table, tuple(key)), None)
+        if future is not None:
+            return future.result()
+        return self.source.duplicate_keys(table, key, limit=self.limit)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for future in self.futures.values():
+                future.cancel()
+            self.pool.shutdown(wait=True)
+
+
 def _profile_table(
     source: Source,
     name: str,
@@ -863,6 +916,7 @@ def _profile_table(
     full: bool,
     now: datetime,
     progress: bool,
+    ahead: _DuplicatesAhead | None = None,
 ) -> tuple[TableProfile, list[Finding]]:
     schema = contract_for(name)
     facts = spec.facts(schema) if schema is not None else None
@@ -887,17 +941,8 @@ def _profile_table(
 
     # Whole-table checks first: their sampled values let the pass find example rows.
     key_cols = list(facts.key) if facts is not None and all(c in names for c in facts.key) else []
-    if key_cols and rows:
-        dup_count, dup_sample = source.duplicate_keys(name, key_cols, limit=k)
-        if dup_count:
-            rule = facts.key_rule  # type: ignore[union-attr]
-            findings.append(
-                Finding(
-                    "DUPLICATE_KEYS", _within(rule, dup_count / rows), name, ",".join(key_cols), dup_count,
-                    round(dup_count / rows, 6), [_key_json(s if len(key_cols) > 1 else s[0]) for s in dup_sample],
-                    FIXES["DUPLICATE_KEYS"], {"key": key_cols, "tolerance": rule.tolerance},
-                )
-            )
+    # Its finding goes here in the list; the answer may still be on its way (``_DuplicatesAhead``).
+    duplicates_at = len(findings)
     orphan_results = []
     if facts is not None and rows:
         for ref in facts.references:
@@ -937,6 +982,19 @@ def _profile_table(
             start += len(batch)
             bar.advance(len(batch))
             del cols, batch
+
+    if key_cols and rows:
+        dup_count, dup_sample = ahead.duplicate_keys(name, key_cols) if ahead is not None else source.duplicate_keys(name, key_cols, limit=k)
+        if dup_count:
+            rule = facts.key_rule  # type: ignore[union-attr]
+            findings.insert(
+                duplicates_at,
+                Finding(
+                    "DUPLICATE_KEYS", _within(rule, dup_count / rows), name, ",".join(key_cols), dup_count,
+                    round(dup_count / rows, 6), [_key_json(s if len(key_cols) > 1 else s[0]) for s in dup_sample],
+                    FIXES["DUPLICATE_KEYS"], {"key": key_cols, "tolerance": rule.tolerance},
+                ),
+            )
 
     columns: dict[str, ColumnProfile] = {}
     for scan in scans:
