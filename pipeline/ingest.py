@@ -641,6 +641,7 @@ class _TimesheetsWorker:
         except BaseException as exc:  # handed to the parent, which raises it
             if writer is not None:
                 writer.abandon()
+            _discard(_temp_path(Path(config.out)))  # the parent may be gone: no file left behind
             try:
                 sender.send(("error", exc))
             except Exception:  # an exception that cannot be pickled: its text
