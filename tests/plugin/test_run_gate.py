@@ -124,9 +124,9 @@ def test_contract_checks_in_a_child_process_judge_the_same(gate_db, monkeypatch:
         t["tickets"][1][4]["TKT-Category"] = "New Category"
 
     db = gate_db(change)
-    monkeypatch.setattr(report, "PARALLEL_MIN_BYTES", 1 << 60)
+    monkeypatch.setattr(report, "_parallel_worth_it", lambda path: False)
     in_turn = run_gate(db)
-    monkeypatch.setattr(report, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(report, "_parallel_worth_it", lambda path: True)
     side_by_side = run_gate(db)
     assert _judged(side_by_side) == _judged(in_turn)
     assert side_by_side.report["profile"]["source_sha256"] == in_turn.report["profile"]["source_sha256"] is not None
