@@ -527,7 +527,8 @@ def _kept_sql(
 ) -> tuple[str, list[Any]] | None:
     """``_fast_check`` in SQL, as far as SQLite can say it exactly (else the value goes
     to Python): numbers of the column's kind within its bounds; ISO dates that are real
-    calendar dates (SQLite's strftime gives them back unchanged), not past the future
+    calendar dates (from a julian day back to text unchanged: SQLite keeps 2025-02-30
+    as it is when it does not go through the julian day), not past the future
     limit, not a token."""
     kind = plan.kind
     tests: list[str] = []
@@ -546,10 +547,10 @@ def _kept_sql(
             args.append(high)
     elif kind in spec.DATE_KINDS and cs.fix_dates:
         if plan.date_only:
-            tests.append("typeof({c}) = 'text' AND {c} GLOB ? AND strftime('%Y-%m-%d', {c}) = {c}")
+            tests.append("typeof({c}) = 'text' AND {c} GLOB ? AND strftime('%Y-%m-%d', julianday({c})) = {c}")
             args.append("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]")
         else:
-            tests.append("typeof({c}) = 'text' AND {c} GLOB ? AND strftime('%Y-%m-%d %H:%M:%S', {c}) = {c}")
+            tests.append("typeof({c}) = 'text' AND {c} GLOB ? AND strftime('%Y-%m-%d %H:%M:%S', julianday({c})) = {c}")
             args.append("[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]")
         tests.append("{c} >= '0001'")  # year 0 is no date in Python
         days = spec.not_future_days(col)
