@@ -611,6 +611,7 @@ class _TimesheetsWorker:
 
     def __init__(self, config: IngestConfig, order: Order, keep_position: int | None) -> None:
         ctx = multiprocessing.get_context("fork")
+        self.started = time.monotonic()
         self.rows_done = ctx.Value("q", 0, lock=False)
         self._receiver, sender = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
@@ -650,8 +651,8 @@ class _TimesheetsWorker:
 
     def result(self) -> tuple[_Loaded, str | None]:
         """Wait for the worker (its rows on the progress bar); raise its error if it failed."""
-        total = None
-        with Progress("timesheets", total=total) as progress:
+        with Progress("timesheets") as progress:
+            progress.started = self.started  # the rate since the worker began, not since now
             while not self._receiver.poll(0.25):
                 if not self._process.is_alive() and not self._receiver.poll(0):
                     raise RuntimeError(f"the timesheets worker (pid {self._process.pid}) died with exit code {self._process.exitcode}")
