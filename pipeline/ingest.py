@@ -812,6 +812,9 @@ def _ingest(
     tickets = _load(writer, "tickets", Path(config.tickets), "--tickets", settings, config.batch_rows, keep=keep_ticket)
     ranges: dict[str, str | None] = {}
     if worker is not None:
+        # While the worker may still be reading: the date ranges of this process's tables.
+        for item in (tickets, comments):
+            ranges[item.table] = _date_range(conn, item.table, date_columns(contract_for(item.table))[0], order)  # type: ignore[arg-type]
         timesheets, ranges["timesheets"] = worker.result()
         writer.copy_table("timesheets", timesheets.plan.columns, worker.path)
     else:
