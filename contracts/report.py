@@ -570,7 +570,7 @@ PARALLEL_MIN_BYTES = 32 << 20
 
 def _parallel_worth_it(path: Path) -> bool:
     """A big enough file and a core to spare (as ``make -l``: the last minute's load
-    average leaves one free). On a busy machine the child only adds its start-up (about
+    average leaves about one free). On a busy machine the child only adds its start-up (about
     1 s of CPU for Python and pandas) without finishing sooner: measured at 260K rows
     with a load of 5-7 on two cores, 21-23 s either way."""
     try:
@@ -579,7 +579,9 @@ def _parallel_worth_it(path: Path) -> bool:
         return False
     cores = os.cpu_count() or 1
     try:
-        spare = os.getloadavg()[0] <= cores - 1
+        # cores - 0.5, not - 1: the pipeline's own step before the gate (ingest, one
+        # process) leaves a load of about 1 behind, and that core is free now.
+        spare = os.getloadavg()[0] <= cores - 0.5
     except (OSError, AttributeError):  # pragma: no cover - no load average on this system
         spare = True
     return big and cores > 1 and spare
