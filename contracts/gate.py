@@ -150,6 +150,19 @@ def run_gate(
             f"pytest stopped before the gate judged anything (exit code {exit_code}): {log_tail}",
             "run `pytest --source DB` by hand to see the error",
         )
+    return _verdict(data, exit_code)
+
+
+def read_verdict(report: Path) -> GateVerdict | None:
+    """The verdict of a gate run that already happened, from its JSON report (None: no
+    readable report there). For a pipeline picking up a run whose gate was judged."""
+    data = _read_report(Path(report))
+    if data is None or "exit_code" not in data:
+        return None
+    return _verdict(data, int(data["exit_code"]))
+
+
+def _verdict(data: dict[str, Any], exit_code: int) -> GateVerdict:
     return GateVerdict(
         passed=exit_code == 0,
         exit_code=exit_code,

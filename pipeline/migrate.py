@@ -1538,7 +1538,9 @@ def run(config: MigrateConfig) -> MigrateResult:
                 results.extend(compare_checksums(conninfo, version, plans, outcomes))
                 _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
                 _validate(results, "migrated schema", tolerated, rejects.count)
+                started_gate = time.monotonic()
                 gate = _contract_gate(config, conninfo, version, "migrated")
+                timings["contracts"] = round(time.monotonic() - started_gate, 3)  # within validate
                 if gate is not None:
                     scores["target"] = gate.quality
                     scores["source"] = _source_score(config, sha)

@@ -3,9 +3,12 @@
 ``servicedesk-etl run`` takes three workbooks through preflight -> ingest -> Gate 1
 (the pytest gate on the raw database) -> Gate 2 (clean, when Gate 1 says CLEAN and
 ``--auto-clean`` is given) -> Gate 3 (migration: canary, new version, validation,
-backup, cut-over) -> the post-migration contract run on the live schema. Each gate is a
-pytest run through the contracts plugin; its JUnit XML and JSON report stay in the run
-folder, with the logs (``run.log``, JSON lines), the metrics (``metrics.prom``),
+backup, cut-over) -> the post-migration contract run. Each gate is a pytest run
+through the contracts plugin, and each file is judged once: Gate 2 is the cleaner's own
+check of its output (``CleanConfig.gate_report``), the post-migration contract run is the
+migration's validation run on the new version, which the cut-over makes live by renames
+(then the live tables' row counts are checked against it). Their JUnit XML and JSON
+reports stay in the run folder, with the logs (``run.log``, JSON lines), the metrics (``metrics.prom``),
 ``progress.json`` (for another process to poll) and ``report.html``.
 
 The run folder is named after the inputs and the settings (their SHA-256), so that
@@ -25,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from psycopg import sql
 
 from pipeline.config import Settings
 from pipeline.errors import EtlError, FixYourData, GateFailed, InputFileError
@@ -187,7 +192,9 @@ class _Recorder:
             self.add(StepRecord(name, "failed", time.monotonic() - started, peak_rss_mb(), {"error": str(exc)}))
             raise
         outcome = detail.pop("_outcome", "ok")
-        self.add(StepRecord(name, outcome, time.monotonic() - started, peak_rss_mb(), detail))
+        # a step that ran the next one inside it (clean runs Gate 2) hands its time over
+        inner = detail.pop("_inner_seconds", 0.0)
+        self.add(StepRecord(name, outcome, time.monotonic() - started - inner, peak_rss_mb(), detail))
         return detail
 
 
@@ -218,7 +225,7 @@ def run(config: RunConfig, on_step: Callable[[StepRecord], None] | None = None) 
 
 
 def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunResult:
-    from contracts.gate import run_gate
+    from contracts.gate import read_verdict, run_gate
     from pipeline import clean, ingest, migrate, preflight
     from pipeline.pgserver import resolve_target
 
@@ -269,7 +276,7 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
     # -- Gate 1 -------------------------------------------------------------------------
     gate1 = _gate(rec, "gate1", run_gate, run_dir, config, source=raw_db)
     scores["raw"] = _quality(gate1)
-    migrate_from = raw_db
+    migrate_from, migrate_score = raw_db, gate1
     if not gate1.passed:
         if gate1.verdict != "CLEAN":
             return stop(EXIT_GATE1, _gate_message("Gate 1 (raw data)", gate1, run_dir / "gate1.json", "fix the export at its source, then run again"))
@@ -279,16 +286,27 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
                 _gate_message("Gate 1 (raw data)", gate1, run_dir / "gate1.json", "every problem found is fixable: run the same command with --auto-clean"),
             )
         # -- Gate 2 -----------------------------------------------------------------------
-        if state.reusable("clean", clean_db):
+        # Gate 2 runs inside the clean: its check of the finished output is the pytest gate
+        # itself (JUnit XML, JSON report and log in the run folder), handed the output's
+        # profile the clean has just made, so clean.db is profiled and checked once.
+        gate2_files = {"gate_report": run_dir / "gate2.json", "gate_junitxml": run_dir / "gate2-junit.xml", "gate_log": run_dir / "gate2.log"}
+        gate2 = read_verdict(run_dir / "gate2.json") if state.reusable("clean", clean_db) else None
+        if gate2 is not None:
             rec.add(StepRecord("clean", "reused", 0.0, peak_rss_mb(), state.data["clean"]))
+            rec.add(StepRecord("gate2", "reused", 0.0, peak_rss_mb(), _gate_detail(gate2)))
         else:
+            held: dict[str, Any] = {}
 
             def do_clean() -> dict[str, Any]:
                 res = clean.run(
                     # Gate 1's profile of raw.db (in its report) spares the cleaner a second one
-                    clean.CleanConfig(raw_db, clean_db, settings, audit_trail=run_dir / "audit.jsonl", profile=run_dir / "gate1.json")
+                    clean.CleanConfig(
+                        raw_db, clean_db, settings, audit_trail=run_dir / "audit.jsonl", profile=run_dir / "gate1.json", **gate2_files
+                    )
                 )
                 _write_json(run_dir / "clean.json", res.to_json())
+                held["gate"] = res.gate
+                held["gate_seconds"] = res.phases.get("profile_output", 0.0) + res.phases.get("gate2", 0.0)
                 return {
                     "rows": sum(t.rows_out for t in res.tables.values()),
                     "quarantined_by_table": {name: t.quarantined for name, t in res.tables.items()},
@@ -296,19 +314,30 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
                     "quarantined": sum(q["count"] for q in res.quarantine),
                     "score_before": res.quality_before.get("score"),
                     "score_after": res.quality_after.get("score"),
+                    "_inner_seconds": held["gate_seconds"],
                 }
 
             try:
                 state.record("clean", clean_db, rec.step("clean", do_clean))
             except (GateFailed, FixYourData) as exc:  # FixYourData: e.g. duplicates with strategy "fail"
                 return stop(EXIT_GATE2, f"Gate 2 (clean) failed: {exc}")
-        gate2 = _gate(rec, "gate2", run_gate, run_dir, config, source=clean_db)
+            gate2 = held["gate"]
+            detail = {**_gate_detail(gate2), "ran_in": "clean"}
+            rec.add(StepRecord("gate2", detail.pop("_outcome"), held["gate_seconds"], peak_rss_mb(), detail))
         scores["clean"] = _quality(gate2)
         if not gate2.passed:
             return stop(EXIT_GATE2, _gate_message("Gate 2 (cleaned data)", gate2, run_dir / "gate2.json", "see the audit and quarantine in clean.db"))
         migrate_from = clean_db
+        migrate_score = gate2
 
     # -- Gate 3 -------------------------------------------------------------------------
+    # The source's score is known from the last gate on it (not computed a third time);
+    # the validation's contract run on the new version is the post-migration contract
+    # run, kept as gate3's JUnit XML and report: the version becomes the live schema by
+    # renames only, so its tables are the ones judged.
+    profile_of = (migrate_score.report.get("profile") or {}) if migrate_score is not None else {}
+    held3: dict[str, Any] = {}
+
     def do_migrate() -> dict[str, Any]:
         res = migrate.run(
             migrate.MigrateConfig(
@@ -320,20 +349,43 @@ def _run(config: RunConfig, run_id: str, run_dir: Path, rec: _Recorder) -> RunRe
                 settings=settings,
                 force=config.force,
                 data_dir=target.data_dir,
+                source_score=migrate_score.quality if migrate_score is not None else None,
+                source_score_sha256=profile_of.get("source_sha256"),
+                gate_junitxml=run_dir / "gate3-junit.xml",
+                gate_report=run_dir / "gate3.json",
             )
         )
         data = res.as_dict()
         _write_json(run_dir / "migrate.json", data)
-        return data
+        held3["result"] = res
+        held3["gate_seconds"] = res.timings.get("contracts", 0.0) if res.gate is not None else 0.0
+        return {**data, "_inner_seconds": held3["gate_seconds"]}
 
     try:
         mig = rec.step("migrate", do_migrate)
     except GateFailed as exc:
         return stop(EXIT_GATE3, f"Gate 3 (migration) failed, the live schema is untouched: {exc}")
 
-    # -- post-migration contract run on the live schema ----------------------------------
     conninfo = target.conninfo()
-    gate3 = _gate(rec, "gate3", run_gate, run_dir, config, target=conninfo, schema=settings.migrate.schema)
+    res = held3["result"]
+    if res.gate is not None:
+        gate3 = res.gate
+        detail = {**_gate_detail(gate3), "ran_in": "migrate", "schema": res.version_schema}
+        live = _live_counts(conninfo, settings.migrate.schema, [t.name for t in res.tables])
+        validated = {t.name: t.loaded_rows for t in res.tables}
+        detail["live_rows"] = live
+        if live != validated:  # the cut-over must have brought exactly the validated tables live
+            detail["_outcome"] = "failed"
+            rec.add(StepRecord("gate3", detail.pop("_outcome"), held3["gate_seconds"], peak_rss_mb(), detail))
+            return stop(
+                EXIT_POST,
+                f"post-migration check failed: the live schema {settings.migrate.schema} holds {live} rows, "
+                f"the validated version held {validated}\n  next: roll back with `servicedesk-etl rollback`, then look at the ledger (`servicedesk-etl versions`)",
+            )
+        rec.add(StepRecord("gate3", detail.pop("_outcome"), held3["gate_seconds"], peak_rss_mb(), detail))
+    else:
+        # nothing was validated in this run (the same source was live already): judge the live schema
+        gate3 = _gate(rec, "gate3", run_gate, run_dir, config, target=conninfo, schema=settings.migrate.schema)
     scores["postgres"] = _quality(gate3)
     if not gate3.passed:
         return stop(
@@ -365,17 +417,32 @@ def _gate(rec: _Recorder, name: str, run_gate: Callable[..., Any], run_dir: Path
             **where,
         )
         holder["v"] = verdict
-        return {
-            "_outcome": "ok" if verdict.passed else "failed",
-            "passed": verdict.passed,
-            "verdict": verdict.verdict,
-            "quality": verdict.quality,
-            "failed": len(verdict.failed),
-            "warned": len(verdict.warned),
-        }
+        return _gate_detail(verdict)
 
     rec.step(name, do_gate)
     return holder["v"]
+
+
+def _gate_detail(verdict: Any) -> dict[str, Any]:
+    """A gate's step detail (``_outcome`` is the step's outcome)."""
+    return {
+        "_outcome": "ok" if verdict.passed else "failed",
+        "passed": verdict.passed,
+        "verdict": verdict.verdict,
+        "quality": verdict.quality,
+        "failed": len(verdict.failed),
+        "warned": len(verdict.warned),
+    }
+
+
+def _live_counts(conninfo: str, schema: str, tables: list[str]) -> dict[str, int]:
+    """Row counts of ``tables`` as readers of the live schema see them now."""
+    import psycopg
+
+    from pipeline.pgschema import qualified
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(schema, t))).fetchone()[0] for t in tables}
 
 
 def _quality(verdict: Any) -> dict[str, Any] | None:

@@ -225,6 +225,14 @@ def test_run_with_auto_clean_migrates_and_leaves_a_complete_run_folder(defective
     assert gate1.outcome == "failed" and gate1.detail["verdict"] == "CLEAN"  # the quirks were found...
     assert all(s.outcome == "ok" for s in result.steps[3:])  # ...and fixed
     assert result.scores["raw"]["score"] < result.scores["clean"]["score"]
+    # Each file judged once: Gate 2 is the clean's check of its output, the post-migration
+    # contract run is the validation's run on the version that the cut-over made live.
+    gate2, gate3 = result.steps[4], result.steps[6]
+    assert gate2.detail["ran_in"] == "clean" and gate2.detail["passed"]
+    assert gate3.detail["ran_in"] == "migrate" and gate3.detail["passed"]
+    migrated = result.steps[5].detail
+    assert gate3.detail["live_rows"] == {t["name"]: t["loaded_rows"] for t in migrated["tables"]}
+    assert migrated["scores"]["source"] == result.scores["clean"]["score"]  # Gate 2's, not computed again
 
     # The live schema: every contract column, with the contract's PostgreSQL type, and
     # exactly the cleaned rows (the migration's own row checksums, both sides).
@@ -270,6 +278,16 @@ def test_run_with_auto_clean_migrates_and_leaves_a_complete_run_folder(defective
     assert families["servicedesk_etl_last_success_timestamp_seconds"].samples[0].value > 0
     # the dashboard metrics were computed on the live schema
     assert result.metrics and any(m.get("value") is not None for m in result.metrics)
+
+    # The same command again: nothing is redone, Gate 2's verdict is read back from its
+    # report, the same source is not loaded twice, so the live schema is judged itself.
+    again = run(config_for(defective_exports, in_tmp, pg_dsn, auto_clean=True))
+    assert again.exit_code == EXIT_OK, again.message
+    outcomes = {s.name: s.outcome for s in again.steps}
+    assert outcomes["ingest"] == outcomes["clean"] == outcomes["gate2"] == "reused"
+    assert again.steps[4].detail["quality"] == gate2.detail["quality"]
+    assert again.steps[5].detail["status"] == "skipped"
+    assert "ran_in" not in again.steps[6].detail and again.steps[6].outcome == "ok"
 
 
 # --- the stops ---------------------------------------------------------------------------
