@@ -301,7 +301,6 @@ class _Spec:
         # More than max_blank_lines blank lines in a row; a literal "\n" first lets the
         # regex engine skip ahead fast on 2,000-character comments.
         self.blank_run = re.compile(r"\n(?:[ \t\r]*\n){%d}" % (settings.clean.max_blank_lines + 1))
-        self.run_newlines = settings.clean.max_blank_lines + 2
         self.orphan_values: frozenset = frozenset()
 
     @property
@@ -441,6 +440,8 @@ class _Distinct:
 
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 _TIME_BASED = ("iso", "day_first", "month_first", "slash_ambiguous")
+_SLASH_LABELS = frozenset(("day_first", "month_first", "slash_ambiguous"))
+_NUL = re.compile("\x00")
 
 
 class _DateReader:
@@ -504,6 +505,8 @@ class _ColumnScan:
         self.caches: dict[type, dict] = {}
         self.kind_cache: dict[Any, str | None] = {}
         self.read_date = _DateReader()
+        self.slash_days: dict[str, tuple | bool] = {}  # judgements of slash days (``_slash_day``)
+        self.slash_times: dict[str, timedelta] = {}  # ``HH:MM[:SS]`` read as a time of day
         self.unique_heavy: bool | None = None  # decided on the first full batch
         self.distinct = _Distinct()
         self.num_min: Any = None
@@ -588,9 +591,74 @@ class _ColumnScan:
         s = self.spec
         if not value or value.strip() is not value or value in s.tokens or "\x00" in value:
             return self.judge(value)  # blanks, placeholders, padding, NUL: the whole judgement
+        day, sep, tm = value.partition(" ")
+        if sep:
+            # ``d/mm/yyyy HH:MM`` whose day and time of day were read before: the
+            # judgement of the day, remembered, and its time put in (``_slash_day``).
+            entry = self.slash_days.get(day)
+            if entry is None and day in self.read_date.days and "/" in day:
+                entry = self._slash_day(day)
+            if entry:
+                clock = self.slash_times.get(tm)
+                if clock is None:
+                    hms = self.read_date.times.get(tm)
+                    if hms is not None and len(self.slash_times) < 2 * CACHE_MAX:
+                        clock = self.slash_times[tm] = timedelta(hours=hms[0], minutes=hms[1], seconds=hms[2])
+                if clock is not None:
+                    label_hits, df, mf, hits_all = entry
+                    # The day at midnight plus the time: ``replace(hour=, minute=, second=)``.
+                    if df is not None:
+                        df = df + clock
+                    if mf is not None:
+                        mf = mf + clock
+                    if hits_all is None:  # the day straddles the future limit: per value
+                        limit = s.future_limit
+                        more = list(label_hits)
+                        if df is None:
+                            more.append("invalid@df")
+                        elif df > limit:
+                            more.append("future@df")
+                        if mf is None:
+                            more.append("invalid@mf")
+                        elif mf > limit:
+                            more.append("future@mf")
+                        hits_all = tuple(more)
+                    return _Info(hits_all, _UNSET, None, None, (df, mf), hash(value))
         hits: list[str] = [] if conforms(s.kind, value) else ["nonconforming"]  # type: ignore[arg-type]
         dt = self._judge_date(value, hits)
         return _Info(tuple(hits), _UNSET, None, None, dt, hash(value))
+
+    def _slash_day(self, day: str) -> tuple | bool:
+        """The judgement shared by every ``day time`` text of one slash day (``day``
+        holds a "/", so no such text is ISO: ``nonconforming`` for both date kinds):
+        (hits up to the date label, the day read day-first and month-first, all hits or
+        None where the future limit falls within the day). False where the day is no
+        slash date of a known order, or not read as midnight; ``judge_date_text`` then
+        judges in full."""
+        base = self.read_date.days.get(day)
+        entry: tuple | bool = False
+        if base is not None and base[0] in _SLASH_LABELS and all(
+            d is None or (d.hour == d.minute == d.second == d.fold == 0 and d.tzinfo is None) for d in base[1:]
+        ):
+            label, df, mf = base
+            label_hits = ("nonconforming", "date:" + label)
+            hits = list(label_hits)
+            limit = self.spec.future_limit
+            decided = True
+            for d, tag in ((df, "df"), (mf, "mf")):
+                if d is None:
+                    hits.append("invalid@" + tag)
+                elif limit is not None:
+                    # ``replace`` of the time keeps the date and the microseconds:
+                    # every reading of the day lies between these two.
+                    if d.replace(hour=0, minute=0, second=0) > limit:
+                        hits.append("future@" + tag)
+                    elif d.replace(hour=23, minute=59, second=59) > limit:
+                        decided = False
+            entry = (label_hits, df, mf, tuple(hits) if decided else None)
+        if len(self.slash_days) < 2 * CACHE_MAX:
+            self.slash_days[day] = entry
+        return entry
 
     def _judge_date(self, value: Any, hits: list[str]) -> tuple | None:
         s = self.spec
@@ -681,7 +749,6 @@ class _ColumnScan:
         judge_text = self.judge_date_text if spec_.simple_date else judge
         tokens = spec_.tokens
         blank_run = spec_.blank_run
-        run_newlines = spec_.run_newlines
         settled = self.settled
         tally: dict[tuple, int] = {}
         for value, n in items:
@@ -699,11 +766,15 @@ class _ColumnScan:
                 if (
                     plain_long
                     and value
-                    and "\x00" not in value
                     and "\r" not in value
+                    # ``in`` looks for "\x00" with memchr on the low byte: in 2-byte text
+                    # every ASCII character stops it; the regex loop does not care.
+                    and ("\x00" not in value if value.isascii() else _NUL.search(value) is None)
                     and value.strip() is value
                     and value not in tokens
-                    and (value.count("\n") < run_newlines or blank_run.search(value) is None)
+                    # No count of "\n" first: most comments have 4 or more; the regex
+                    # skips to each "\n" itself.
+                    and blank_run.search(value) is None
                 ):
                     hashes.append(hash(value))
                     continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
@@ -44,3 +44,52 @@ def test_date_text_fast_judgement_is_the_whole_judgement(table: str, column: str
 @given(st.text(alphabet="0123456789/-: T.APMapm \t\x00", max_size=22))
 def test_date_text_fast_judgement_on_any_text(value: str) -> None:
     _same(_scan("tickets", "TKT-Created Time").judge_date_text(value), _scan("tickets", "TKT-Created Time").judge(value))
+
+
+def _slash(d: datetime) -> str:
+    return f"{d.day}/{d.month:02d}/{d.year}"
+
+
+@pytest.mark.parametrize("table,column", [("tickets", "TKT-Created Time"), ("comments", "created_time"), ("timesheets", "TS-Date")])
+def test_date_text_remembered_slash_day_is_the_whole_judgement(table: str, column: str) -> None:
+    """Once a slash day and a time of day have been read, later ``day time`` texts take
+    the remembered judgement of the day: the same as the whole judgement, also on the
+    day of the future limit (per value there) and on days either side of it."""
+    fast = _scan(table, column)
+    limit = fast.spec.future_limit or NOW
+    days = [datetime(2025, 7, 2), datetime(2025, 2, 7), datetime(2025, 12, 25), datetime(2025, 2, 30 - 2)]
+    days += [limit.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=k) for k in (-1, 0, 1)]
+    times = ["0:00", "00:00", "8:42", "16:21", "23:59", "23:59:59", f"{limit.hour}:{limit.minute:02d}", f"{limit.hour}:{limit.minute:02d}:{limit.second:02d}", "24:00", "7:5"]
+    values = [f"{_slash(d)} {t}" for _ in range(3) for d in days for t in times]
+    values += ["31/02/2025 10:00", "31/02/2025 11:00", "13/13/2025 10:00", "13/13/2025 11:00", "2/07/2025 4:21 PM", "2/07/2025 16:21"]
+    for value in values:
+        _same(fast.judge_date_text(value), _scan(table, column).judge(value))
+    assert fast.slash_days, "the remembered path was taken"
+    if fast.spec.future_limit is not None:  # the limit's day is judged per value
+        assert any(entry and entry[3] is None for entry in fast.slash_days.values())
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789/: ", max_size=18), max_size=12))
+def test_date_text_remembered_slash_day_on_any_text(values: list[str]) -> None:
+    fast = _scan("comments", "created_time")
+    for value in values * 2:
+        _same(fast.judge_date_text(value), _scan("comments", "created_time").judge(value))
+
+
+def test_long_text_fast_path_counts_as_the_whole_judgement() -> None:
+    """Comment texts on the fast path (no judgement) are exactly those the whole
+    judgement finds nothing in: ASCII and 2-byte text, with NUL, CR, blank-line runs."""
+    base = ["plain text", "ünïcödé text", "中文 text", "emoji \U0001F600 text"]
+    extras = ["", "\x00", "a\x00b", "\r\n", "\n\n\n\n", "\n \n\t\n\n", "\n\n\n", "\n\r\n\r\n\n", "\n\n x \n\n", " pad "]
+    values = [b + e + b for b in base for e in extras] + [e + b for b in base for e in extras] + ["N/A", "?", "", " "]
+    scan = _scan("comments", "comment_text")
+    assert scan.spec.plain_long_text
+    col = tuple(values * 3)
+    scan.feed(col, lambda i: i, 0, 7)  # stride > 1: the fast paths are on
+    expected: dict[str, int] = {}
+    for value in col:
+        for h in _scan("comments", "comment_text").judge(value).hits:
+            expected[h] = expected.get(h, 0) + 1
+    assert dict(scan.counts) == expected
+    assert {"nul", "blank_run", "crlf_mix"} <= set(expected)
