@@ -67,9 +67,10 @@ def plan_for(schema: pa.DataFrameSchema) -> TablePlan:
         name=schema.name,
         columns=cols,
         key=key,
-        # A primary key forces NOT NULL on its columns. The contract lets e.g.
-        # `TS-Time From` be empty and judges duplicates among complete keys only;
-        # a UNIQUE constraint (NULLs distinct) is exactly that rule.
+        # A primary key forces NOT NULL on its columns. A contract whose key has a
+        # nullable column judges duplicates among complete keys only; a UNIQUE
+        # constraint (NULLs distinct) is exactly that rule. The data tables' keys are
+        # all required, so each is a PRIMARY KEY.
         key_is_primary=not (set(key) & nullable),
         indexes=DASHBOARD_INDEXES.get(schema.name, ()),
     )

@@ -12,7 +12,8 @@ SCHEMA = table(
         column("TS-Title", "text"),  # free text, NOT an id
         column("TS-Description", "text", long_text=True, personal=True),
         column("TS-Date", "date", nullable=False, not_future_days=31),
-        column("TS-Time From", "text", pattern=TIME_OF_DAY),
+        # part of the natural key, so required: the key is the table's PRIMARY KEY in PostgreSQL
+        column("TS-Time From", "text", nullable=False, pattern=TIME_OF_DAY),
         column("TS-Time To", "text", pattern=TIME_OF_DAY),
         column("TS-Type", "text"),
         column("TS-Category", "text"),

@@ -194,7 +194,7 @@ def test_pg_dump_round_trip_restored_schema_equals_original(pg_dsn: str, tmp_pat
             "SELECT count(*) FROM information_schema.table_constraints WHERE table_schema = %s AND constraint_type = 'PRIMARY KEY'",
             ("servicedesk_restored",),
         ).fetchone()[0]
-        assert keys == 2  # tickets and comments; timesheets' key has nullable columns (UNIQUE)
+        assert keys == 3  # tickets, comments, timesheets (composite)
 
 
 @pg
