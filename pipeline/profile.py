@@ -442,6 +442,7 @@ _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 _TIME_BASED = ("iso", "day_first", "month_first", "slash_ambiguous")
 _SLASH_LABELS = frozenset(("day_first", "month_first", "slash_ambiguous"))
 _NUL = re.compile("\x00")
+_TEXT_TYPES = frozenset((str, bytes))
 
 
 class _DateReader:
@@ -698,11 +699,28 @@ class _ColumnScan:
     # -- one batch of the column
 
     def feed(self, col: tuple, key_at: Callable[[int], Any], sample_first: int, stride: int) -> None:
-        nulls = col.count(None)
-        self.nulls += nulls
-        types = set(map(type, col))
-        if nulls:
+        counter: collections.Counter | None = None
+        if not self.unique_heavy:
+            try:
+                counter = collections.Counter(col)
+            except TypeError:  # unhashable values: see below
+                pass
+        if counter is not None:
+            # NULLs and storage classes from the distinct values, not from every value:
+            # a text value equals no value of another type. Numbers do (5 == 5.0 ==
+            # True share one key), so their types are taken from every value.
+            nulls = counter.get(None, 0)
+            types = set(map(type, counter))
             types.discard(type(None))
+            if not types <= _TEXT_TYPES:
+                types = set(map(type, col))
+                types.discard(type(None))
+        else:
+            nulls = col.count(None)
+            types = set(map(type, col))
+            if nulls:
+                types.discard(type(None))
+        self.nulls += nulls
         if len(types) == 1:  # the usual case: one storage class besides NULL
             self.storage[next(iter(types))] += len(col) - nulls
         elif types:
@@ -719,7 +737,8 @@ class _ColumnScan:
                 # Nearly every value differs: counting them first costs more than it saves.
                 items = zip(col, itertools.repeat(1))
             else:
-                counter = collections.Counter(col)
+                if counter is None:
+                    counter = collections.Counter(col)  # unhashable: TypeError again
                 items = counter.items()
                 if self.unique_heavy is None and len(col) >= 256:
                     self.unique_heavy = len(counter) > 0.5 * len(col)

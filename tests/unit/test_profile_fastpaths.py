@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from datetime import datetime, timedelta
 
 import pytest
@@ -93,3 +94,29 @@ def test_long_text_fast_path_counts_as_the_whole_judgement() -> None:
             expected[h] = expected.get(h, 0) + 1
     assert dict(scan.counts) == expected
     assert {"nul", "blank_run", "crlf_mix"} <= set(expected)
+
+
+@pytest.mark.parametrize(
+    "col",
+    [
+        ("a", None, "b", "a", None) * 60,
+        (None, b"x", "x", None, "y") * 60,
+        (5, 5.0, True, None, "5", 1, 1.0) * 40,
+        (None,) * 300,
+        ("only",) * 300,
+        tuple(str(i) for i in range(300)),
+    ],
+)
+def test_nulls_and_storage_classes_from_the_distinct_values(col: tuple) -> None:
+    """NULLs and storage classes counted on the distinct values (text) equal those
+    counted on every value, in the same order (ties in the profile keep it)."""
+    scan = _scan("comments", "comment_text")
+    scan.feed(col, lambda i: i, 0, 7)
+    scan.feed(col, lambda i: i, 0, 7)  # a second batch, after the unique-heavy decision
+    expected = collections.Counter()
+    for _ in range(2):
+        expected.update(t for t in map(type, col) if t is not type(None))
+        if None in col:
+            expected[type(None)] += col.count(None)
+    assert scan.nulls == 2 * col.count(None)
+    assert list(scan.storage.items()) == list(expected.items())
