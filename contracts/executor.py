@@ -47,6 +47,12 @@ TYPE_EXPECTATIONS = {
 }
 # Checks that exist at table level, on the pseudo-column ``*``.
 TABLE_COLUMN = "*"
+# Column types a PostgreSQL source can group by value (``Source.value_counts``): scalar
+# types with equality; JSON, arrays and the like are read row by row.
+_GROUPABLE_TYPES = frozenset({
+    "text", "varchar", "bigint", "integer", "smallint", "numeric", "double precision", "real",
+    "timestamp", "timestamptz", "date", "boolean",
+})
 # Values longer than this are shortened in samples even where they may be shown.
 SAMPLE_VALUE_CHARS = 80
 
@@ -319,6 +325,17 @@ class _TableChecker:
         checked = [c for c in self.schema.columns if c in self.actual and plan.get(c)]
         key_cols = [c for c in self.facts.key if c in self.actual]
         has_key = len(key_cols) == len(self.facts.key) and key_cols
+        if has_key and hasattr(self.source, "value_counts"):
+            # A source that groups on the server (PostgreSQL) sends each distinct value
+            # once with its row count; every check judges a value on its own, so the
+            # counts are the same as row by row, and samples are fetched afterwards.
+            types = dict(self.source.columns(self.table))
+            by_value = [c for c in checked if types.get(c) in _GROUPABLE_TYPES]
+            for name in by_value:
+                self._check_by_value(name, self.schema.columns[name], plan[name], key_cols)
+            checked = [c for c in checked if c not in by_value]
+            if not checked:
+                return plan
         read = list(dict.fromkeys([*checked, *key_cols]))
         if not read:
             return plan
@@ -377,9 +394,7 @@ class _TableChecker:
             except TypeError:  # an unhashable value (PostgreSQL arrays, JSON)
                 verdict = None
             if verdict is None:
-                blank = is_blank(v)
-                bad_type = type_tally is not None and not conforms(k, v)
-                verdict = (blank, bad_type, not bad_type and not blank and not is_placeholder(v, tokens))
+                verdict = _judge(v, k, type_tally is not None, tokens)
                 try:
                     verdicts[(type(v), v)] = verdict
                 except TypeError:
@@ -412,7 +427,75 @@ class _TableChecker:
                 if d > limit_day:
                     tally.fail(limit, lambda i=i: key_of(i), name, mask(values[i]))  # rare: future dates
 
-    def _run_pandera_check(self, check: pa.Check, tally: _Tally, k: str, name: str, values: list[Any], usable: list[int], mask: Callable[[Any], Any], key_of: Callable[[int], Any]) -> None:
+    def _check_by_value(self, name: str, col: pa.Column, tallies: list[_Tally], key_cols: list[str]) -> None:
+        """``_check_values`` over the distinct values of a column, each weighted by its row
+        count (``Source.value_counts``); the failing values' first rows, in the stream's
+        order, are the samples (``Source.rows_with_values``)."""
+        by_check = {t.check: t for t in tallies}
+        k = spec.kind(col)
+        type_tally = by_check.get(TYPE_CHECKS.get(k, ""))
+        null_tally = by_check.get("not_null")
+        tokens = self.tokens[name]
+        days = spec.not_future_days(col)
+        limit_day = self.today + timedelta(days=days) if days is not None and k in spec.DATE_KINDS else None
+        # Spellings of the failing values per check (NULL as None), for the samples.
+        failing: dict[str, set[str | None]] = {t.check: set() for t in tallies}
+        for batch in self.source.value_counts(self.table, name, self.settings.gate.chunk_rows):
+            values = [v for v, _, _ in batch]
+            usable: list[int] = []
+            for i, (v, text, n) in enumerate(batch):
+                if null_tally is not None:
+                    null_tally.considered += n
+                if v is None:
+                    if null_tally is not None:
+                        null_tally.failing += n
+                        failing["not_null"].add(None)
+                    continue
+                if type_tally is not None:
+                    type_tally.considered += n
+                blank, bad_type, ok = _judge(v, k, type_tally is not None, tokens)
+                if blank and null_tally is not None:
+                    null_tally.failing += n
+                    failing["not_null"].add(text)
+                if bad_type:
+                    type_tally.failing += n  # type: ignore[union-attr]
+                    failing[type_tally.check].add(text)  # type: ignore[union-attr]
+                elif ok:
+                    usable.append(i)
+            if not usable:
+                continue
+            for check in col.checks:
+                tally = by_check[check.name]
+                positions, failed = self._pandera_outcome(check, values, usable)
+                tally.considered += sum(batch[i][2] for i in positions)
+                for i in failed:
+                    tally.failing += batch[i][2]
+                    failing[check.name].add(batch[i][1])
+            if limit_day is not None:
+                tally = by_check["not_future"]
+                for i in usable:
+                    d = _as_date(values[i])
+                    if d is None:
+                        continue
+                    tally.considered += batch[i][2]
+                    if d > limit_day:
+                        tally.failing += batch[i][2]
+                        failing["not_future"].add(batch[i][1])
+        mask = self._masker(col)
+        personal_key = [spec.is_personal(self.schema.columns[c]) for c in key_cols]
+        read = [*key_cols, name]
+        for tally in tallies:
+            spelt = failing[tally.check]
+            if not spelt or self.limit <= 0:
+                continue
+            texts = sorted(t for t in spelt if t is not None)
+            rows = self.source.rows_with_values(self.table, read, name, texts, null=None in spelt, limit=self.limit)
+            for row in rows:
+                parts = [self._mask_key(v) if p else _jsonable(v) for v, p in zip(row, personal_key)]
+                tally.sample.append(SampleRow(parts[0] if len(parts) == 1 else tuple(parts), name, mask(row[-1])))
+
+    def _pandera_outcome(self, check: pa.Check, values: list[Any], usable: list[int]) -> tuple[list[int], list[int]]:
+        """(positions the check looked at, positions that failed it) among ``usable``."""
         if check.name == "in_range":
             positions, data = [], []
             for i in usable:
@@ -426,13 +509,15 @@ class _TableChecker:
             positions = usable
             series = pd.Series([v if isinstance(v, str) else str(v) for v in (values[i] for i in positions)], dtype="object")
         if not positions:
-            return
+            return positions, []
         outcome = check(series).check_output
+        return positions, [positions[int(j)] for j in (~outcome.to_numpy(dtype=bool)).nonzero()[0]]
+
+    def _run_pandera_check(self, check: pa.Check, tally: _Tally, k: str, name: str, values: list[Any], usable: list[int], mask: Callable[[Any], Any], key_of: Callable[[int], Any]) -> None:
+        positions, failed = self._pandera_outcome(check, values, usable)
         tally.considered += len(positions)
-        failed = (~outcome.to_numpy(dtype=bool)).nonzero()[0]
         tally.failing += len(failed)
-        for j in failed[: max(self.limit - len(tally.sample), 0)]:
-            i = positions[int(j)]
+        for i in failed[: max(self.limit - len(tally.sample), 0)]:
             tally.sample.append(SampleRow(key_of(i), name, mask(values[i])))
 
     # -- masking
@@ -502,6 +587,13 @@ class _TableChecker:
 
 
 # --- small pure helpers ------------------------------------------------------------------
+
+
+def _judge(value: Any, kind: str, type_checked: bool, tokens: Any) -> tuple[bool, bool, bool]:
+    """(blank, fails its type, usable by the value-level checks) of one non-NULL value."""
+    blank = is_blank(value)
+    bad_type = type_checked and not conforms(kind, value)
+    return blank, bad_type, not bad_type and not blank and not is_placeholder(value, tokens)
 
 
 def _describe_check(check: pa.Check) -> str:

@@ -127,6 +127,44 @@ class PostgresSource:
         finally:
             conn.close()
 
+    def value_counts(
+        self, table: str, column: str, batch_rows: int = 50_000
+    ) -> Iterator[list[tuple[Any, str | None, int]]]:
+        """``(value, text, rows)`` for each distinct value of a column (NULL included),
+        a batch at a time, through a server-side cursor: what a check that judges each
+        value on its own needs, without sending every row. ``text`` is the value as
+        PostgreSQL spells it (``None`` for NULL), the handle ``rows_with_values`` takes;
+        values that compare equal but are spelt differently (numeric ``1.0`` and
+        ``1.00``) count separately, as a row-by-row reader would tell them apart.
+        """
+        c = sql.Identifier(column)
+        query = sql.SQL("SELECT {c}, {c}::text, count(*) FROM {t} GROUP BY {c}, {c}::text").format(c=c, t=self._table(table))
+        conn = connect(self.conninfo)
+        try:
+            conn.read_only = True
+            with conn.cursor(name=f"sd_values_{next(_cursor_ids)}") as cur:
+                cur.itersize = batch_rows
+                cur.execute(query)
+                while batch := cur.fetchmany(batch_rows):
+                    yield batch
+            conn.rollback()
+        finally:
+            conn.close()
+
+    def rows_with_values(
+        self, table: str, columns: Sequence[str], column: str, texts: Sequence[str], *, null: bool, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """The first ``limit`` rows (in ``iter_batches`` order) whose ``column`` is spelt
+        as one of ``texts`` (see ``value_counts``), or is NULL when ``null``."""
+        c = sql.Identifier(column)
+        where = sql.SQL("{}::text = ANY(%s::text[])").format(c)
+        if null:
+            where = sql.SQL("({} OR {} IS NULL)").format(where, c)
+        query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
+            sql.SQL(", ").join(sql.Identifier(x) for x in columns), self._table(table), where, self._order_by(table)
+        )
+        return self.conn.execute(query, (list(texts), limit)).fetchall()
+
     def storage_classes(self, table: str, column: str) -> dict[str, int]:
         """``{postgres type: non-NULL rows, 'null': NULL rows}``, keys present only when > 0."""
         types = dict(self.columns(table))

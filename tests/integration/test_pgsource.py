@@ -90,3 +90,40 @@ def test_missing_schema_is_a_config_error(pg_dsn: str) -> None:
     with pytest.raises(ConfigError) as info:
         PostgresSource(pg_dsn, "no_such_schema")
     assert "migrate" in info.value.remedy
+
+
+class _RowByRow:
+    """A PostgresSource without ``value_counts``: the executor then streams every row."""
+
+    def __init__(self, source: PostgresSource) -> None:
+        self._source = source
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name in ("value_counts", "rows_with_values"):
+            raise AttributeError(name)
+        return getattr(self._source, name)
+
+
+def test_checks_by_distinct_value_match_the_row_by_row_stream(migrated: str, postgresql: psycopg.Connection) -> None:
+    # Failures of every kind the by-value path judges: NULL, blank, placeholder, out of
+    # the closed set, out of range, future dates, and numerics spelt two ways.
+    executor = pytest.importorskip("contracts.executor")
+    postgresql.autocommit = True
+    ids = [r[0] for r in postgresql.execute('SELECT "TKT-Ticket ID" FROM servicedesk.tickets ORDER BY 1 DESC LIMIT 40').fetchall()]
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Status" = \'  \' WHERE "TKT-Ticket ID" = ANY(%s)', (ids[:5],))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Status" = \'Bogus\' WHERE "TKT-Ticket ID" = ANY(%s)', (ids[5:20],))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Severity" = \'N/A\' WHERE "TKT-Ticket ID" = ANY(%s)', (ids[20:25],))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Created Time" = \'2999-01-01 10:00:00\' WHERE "TKT-Ticket ID" = ANY(%s)', (ids[25:30],))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Actual SLA Achievement" = 1.0 WHERE "TKT-Ticket ID" = ANY(%s)', (ids[30:33],))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Actual SLA Achievement" = 1.00 WHERE "TKT-Ticket ID" = ANY(%s)', (ids[33:36],))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Actual SLA Achievement" = -7 WHERE "TKT-Ticket ID" = ANY(%s)', (ids[36:40],))
+    postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Hours" = -3 WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 30)')
+    postgresql.execute("UPDATE servicedesk.comments SET created_time = '2999-06-01 08:00:00' WHERE ctid IN (SELECT ctid FROM servicedesk.comments LIMIT 12)")
+    today = date(2026, 1, 15)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        by_value = executor.execute(pg, today=today)
+        by_row = executor.execute(_RowByRow(pg), today=today)
+    assert [r.to_json() for r in by_value.results] == [r.to_json() for r in by_row.results]
+    failing = {r.id: r.failing for r in by_value.results if r.failing}
+    assert any(k.startswith("tickets::TKT-Status::") for k in failing), failing
+    assert any(k.startswith("tickets::TKT-Created Time::not_future") for k in failing), failing
