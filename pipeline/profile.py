@@ -594,19 +594,21 @@ class _ColumnScan:
             return self.judge(value)  # blanks, placeholders, padding, NUL: the whole judgement
         day, sep, tm = value.partition(" ")
         if sep:
-            # ``d/mm/yyyy HH:MM`` whose day and time of day were read before: the
-            # judgement of the day, remembered, and its time put in (``_slash_day``).
+            # ``d/mm/yyyy HH:MM`` or ``YYYY-MM-DD HH:MM:SS`` whose day and time of day
+            # were read before: the judgement of the day, remembered, and its time put
+            # in (``_slash_day``).
             entry = self.slash_days.get(day)
-            if entry is None and day in self.read_date.days and "/" in day:
+            if entry is None and day in self.read_date.days:
                 entry = self._slash_day(day)
-            if entry:
+            # An ISO day conforms with ``HH:MM`` or ``HH:MM:SS`` only (``_ISO``).
+            if entry and (not entry[4] or (tm[2:3] == ":" and len(tm) in (5, 8) and tm.isascii())):
                 clock = self.slash_times.get(tm)
                 if clock is None:
                     hms = self.read_date.times.get(tm)
                     if hms is not None and len(self.slash_times) < 2 * CACHE_MAX:
                         clock = self.slash_times[tm] = timedelta(hours=hms[0], minutes=hms[1], seconds=hms[2])
                 if clock is not None:
-                    label_hits, df, mf, hits_all = entry
+                    label_hits, df, mf, hits_all, _ = entry
                     # The day at midnight plus the time: ``replace(hour=, minute=, second=)``.
                     if df is not None:
                         df = df + clock
@@ -631,18 +633,29 @@ class _ColumnScan:
 
     def _slash_day(self, day: str) -> tuple | bool:
         """The judgement shared by every ``day time`` text of one slash day (``day``
-        holds a "/", so no such text is ISO: ``nonconforming`` for both date kinds):
+        holds a "/", so no such text is ISO: ``nonconforming`` for both date kinds) or
+        ISO day (``YYYY-MM-DD``: with an ``HH:MM[:SS]`` time an ISO timestamp):
         (hits up to the date label, the day read day-first and month-first, all hits or
-        None where the future limit falls within the day). False where the day is no
-        slash date of a known order, or not read as midnight; ``judge_date_text`` then
-        judges in full."""
+        None where the future limit falls within the day, whether the day is ISO).
+        False where the day is neither, or not read as midnight; ``judge_date_text``
+        then judges in full."""
         base = self.read_date.days.get(day)
         entry: tuple | bool = False
-        if base is not None and base[0] in _SLASH_LABELS and all(
-            d is None or (d.hour == d.minute == d.second == d.fold == 0 and d.tzinfo is None) for d in base[1:]
+        if base is None:
+            label = None
+        elif base[0] in _SLASH_LABELS and "/" in day:
+            label = base[0]
+            label_hits: tuple = ("nonconforming", "date:" + label)
+        elif base[0] == "iso" and len(day) == 10 and day.isascii():
+            # ``YYYY-MM-DD``: with an ``HH:MM[:SS]`` time it is an ISO timestamp, no ISO date.
+            label = base[0]
+            label_hits = ("date:iso",) if self.spec.kind == "timestamp" else ("nonconforming", "date:iso")
+        else:
+            label = None
+        if label is not None and all(
+            d is None or (d.hour == d.minute == d.second == d.fold == 0 and d.tzinfo is None) for d in base[1:]  # type: ignore[index]
         ):
-            label, df, mf = base
-            label_hits = ("nonconforming", "date:" + label)
+            _, df, mf = base  # type: ignore[misc]
             hits = list(label_hits)
             limit = self.spec.future_limit
             decided = True
@@ -656,7 +669,7 @@ class _ColumnScan:
                         hits.append("future@" + tag)
                     elif d.replace(hour=23, minute=59, second=59) > limit:
                         decided = False
-            entry = (label_hits, df, mf, tuple(hits) if decided else None)
+            entry = (label_hits, df, mf, tuple(hits) if decided else None, label == "iso")
         if len(self.slash_days) < 2 * CACHE_MAX:
             self.slash_days[day] = entry
         return entry

@@ -62,6 +62,9 @@ def test_date_text_remembered_slash_day_is_the_whole_judgement(table: str, colum
     days += [limit.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=k) for k in (-1, 0, 1)]
     times = ["0:00", "00:00", "8:42", "16:21", "23:59", "23:59:59", f"{limit.hour}:{limit.minute:02d}", f"{limit.hour}:{limit.minute:02d}:{limit.second:02d}", "24:00", "7:5"]
     values = [f"{_slash(d)} {t}" for _ in range(3) for d in days for t in times]
+    values += [f"{d:%Y-%m-%d} {t}" for _ in range(3) for d in days for t in times]
+    values += ["2025-02-29 10:00", "2025-02-29 11:00", "2025-05-20 08:42:00.5", "2025-05-20 08:42:00", "2025-05-20 8:42"]
+    values += ["20-05-2025 10:00", "20-05-2025 11:00", "2025-05-20T08:42 10:00", "2025-05-20 ٠٨:٤٢", "2025-05-20 08:42 PM"]
     values += ["31/02/2025 10:00", "31/02/2025 11:00", "13/13/2025 10:00", "13/13/2025 11:00", "2/07/2025 4:21 PM", "2/07/2025 16:21"]
     for value in values:
         _same(fast.judge_date_text(value), _scan(table, column).judge(value))
@@ -71,11 +74,12 @@ def test_date_text_remembered_slash_day_is_the_whole_judgement(table: str, colum
 
 
 @hsettings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet="0123456789/: ", max_size=18), max_size=12))
+@given(st.lists(st.text(alphabet="0123456789/-: T", max_size=20), max_size=12))
 def test_date_text_remembered_slash_day_on_any_text(values: list[str]) -> None:
-    fast = _scan("comments", "created_time")
-    for value in values * 2:
-        _same(fast.judge_date_text(value), _scan("comments", "created_time").judge(value))
+    for table, column in (("comments", "created_time"), ("timesheets", "TS-Date")):
+        fast = _scan(table, column)
+        for value in values * 2:
+            _same(fast.judge_date_text(value), _scan(table, column).judge(value))
 
 
 def test_long_text_fast_path_counts_as_the_whole_judgement() -> None:
