@@ -47,6 +47,8 @@ TYPE_EXPECTATIONS = {
 }
 # Checks that exist at table level, on the pseudo-column ``*``.
 TABLE_COLUMN = "*"
+# A column is judged by distinct value when it holds at most this share of distinct values.
+_GROUP_SHARE = 0.25
 # Column types a PostgreSQL source can group by value (``Source.value_counts``): scalar
 # types with equality; JSON, arrays and the like are read row by row.
 _GROUPABLE_TYPES = frozenset({
@@ -330,7 +332,7 @@ class _TableChecker:
             # once with its row count; every check judges a value on its own, so the
             # counts are the same as row by row, and samples are fetched afterwards.
             types = dict(self.source.columns(self.table))
-            by_value = [c for c in checked if types.get(c) in _GROUPABLE_TYPES]
+            by_value = [c for c in checked if types.get(c) in _GROUPABLE_TYPES and self._few_values(c)]
             for name in by_value:
                 self._check_by_value(name, self.schema.columns[name], plan[name], key_cols)
             checked = [c for c in checked if c not in by_value]
@@ -426,6 +428,12 @@ class _TableChecker:
                 tally.considered += 1
                 if d > limit_day:
                     tally.fail(limit, lambda i=i: key_of(i), name, mask(values[i]))  # rare: future dates
+
+    def _few_values(self, column: str) -> bool:
+        """Grouping pays when values repeat: the server hashes every row, and a column of
+        unique values would still send (and judge) each one. Unknown: read row by row."""
+        estimate = self.source.distinct_estimate(self.table, column)
+        return estimate is not None and estimate <= self.rows * _GROUP_SHARE
 
     def _check_by_value(self, name: str, col: pa.Column, tallies: list[_Tally], key_cols: list[str]) -> None:
         """``_check_values`` over the distinct values of a column, each weighted by its row

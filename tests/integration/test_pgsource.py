@@ -104,7 +104,10 @@ class _RowByRow:
         return getattr(self._source, name)
 
 
-def test_checks_by_distinct_value_match_the_row_by_row_stream(migrated: str, postgresql: psycopg.Connection) -> None:
+@pytest.mark.parametrize("share", ["default", "every column"])
+def test_checks_by_distinct_value_match_the_row_by_row_stream(
+    migrated: str, postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, share: str
+) -> None:
     # Failures of every kind the by-value path judges: NULL, blank, placeholder, out of
     # the closed set, out of range, future dates, and numerics spelt two ways.
     executor = pytest.importorskip("contracts.executor")
@@ -119,6 +122,9 @@ def test_checks_by_distinct_value_match_the_row_by_row_stream(migrated: str, pos
     postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Actual SLA Achievement" = -7 WHERE "TKT-Ticket ID" = ANY(%s)', (ids[36:40],))
     postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Hours" = -3 WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 30)')
     postgresql.execute("UPDATE servicedesk.comments SET created_time = '2999-06-01 08:00:00' WHERE ctid IN (SELECT ctid FROM servicedesk.comments LIMIT 12)")
+    postgresql.execute("ANALYZE servicedesk.tickets, servicedesk.timesheets, servicedesk.comments")
+    if share == "every column":  # unique ids and timestamps too, not only repeating values
+        monkeypatch.setattr(executor, "_GROUP_SHARE", float("inf"))
     today = date(2026, 1, 15)
     with PostgresSource(migrated, "servicedesk") as pg:
         by_value = executor.execute(pg, today=today)
@@ -127,3 +133,17 @@ def test_checks_by_distinct_value_match_the_row_by_row_stream(migrated: str, pos
     failing = {r.id: r.failing for r in by_value.results if r.failing}
     assert any(k.startswith("tickets::TKT-Status::") for k in failing), failing
     assert any(k.startswith("tickets::TKT-Created Time::not_future") for k in failing), failing
+
+
+def test_value_counts_interleave_and_match_a_plain_group_by(migrated: str, postgresql: psycopg.Connection) -> None:
+    with PostgresSource(migrated, "servicedesk") as pg:
+        a = pg.value_counts("tickets", "TKT-Status", batch_rows=1)
+        b = pg.value_counts("timesheets", "TS-Hours", batch_rows=1)
+        first_a, first_b = next(a), next(b)  # the second reads on a connection of its own
+        statuses = {(v, n) for v, _, n in first_a + [row for batch in a for row in batch]}
+        hours = first_b + [row for batch in b for row in batch]
+        assert pg.row_count("tickets") == sum(n for _, n in statuses)
+        assert all(text == str(v) for v, text, _ in hours if v is not None)
+        assert not pg._grouping and not pg.conn.info.transaction_status  # idle again
+    expected = set(postgresql.execute('SELECT "TKT-Status", count(*) FROM servicedesk.tickets GROUP BY 1').fetchall())
+    assert statuses == expected
