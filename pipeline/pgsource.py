@@ -222,8 +222,11 @@ class PostgresSource:
         groups = sql.SQL("SELECT {cols}, count(*) AS n FROM {t} WHERE {nn} GROUP BY {cols} HAVING count(*) > 1").format(
             cols=cols, t=self._table(table), nn=not_null
         )
-        total = self.conn.execute(sql.SQL("SELECT coalesce(sum(n - 1), 0) FROM ({}) AS d").format(groups)).fetchone()[0]
         sample = self.conn.execute(sql.SQL("{} ORDER BY n DESC LIMIT %s").format(groups), (limit,)).fetchall()
+        if len(sample) < limit:  # every repeated key is in the sample: no second scan
+            total = sum(r[-1] - 1 for r in sample)
+        else:
+            total = self.conn.execute(sql.SQL("SELECT coalesce(sum(n - 1), 0) FROM ({}) AS d").format(groups)).fetchone()[0]
         return int(total), [tuple(r[:-1]) for r in sample]
 
     def orphans(
@@ -255,6 +258,8 @@ class PostgresSource:
             t=t, w=where, tt=self._table(target_table), tc=tc, c=c
         )
         count = self.conn.execute(sql.SQL("SELECT count(*) ") + orphan_from, params).fetchone()[0]
+        if not count:  # no orphan, no sample: the second scan would find nothing
+            return 0, int(total), []
         sample = self.conn.execute(
             sql.SQL("SELECT DISTINCT t.{} ").format(sql.Identifier(column)) + orphan_from + sql.SQL(" LIMIT %s"),
             [*params, limit],
