@@ -15,6 +15,7 @@ checks (``tickets::*::unique_key``, ``tickets::*::row_count``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -49,6 +50,9 @@ TYPE_EXPECTATIONS = {
 TABLE_COLUMN = "*"
 # A column is judged by distinct value when it holds at most this share of distinct values.
 _GROUP_SHARE = 0.25
+# Failing distinct values per check beyond which their rows are not looked up by value
+# (memory, and one array parameter): the column is read row by row instead.
+_MAX_FAILING_VALUES = 10_000
 # Column types a PostgreSQL source can group by value (``Source.value_counts``): scalar
 # types with equality; JSON, arrays and the like are read row by row.
 _GROUPABLE_TYPES = frozenset({
@@ -333,9 +337,8 @@ class _TableChecker:
             # counts are the same as row by row, and samples are fetched afterwards.
             types = dict(self.source.columns(self.table))
             by_value = [c for c in checked if types.get(c) in _GROUPABLE_TYPES and self._few_values(c)]
-            for name in by_value:
-                self._check_by_value(name, self.schema.columns[name], plan[name], key_cols)
-            checked = [c for c in checked if c not in by_value]
+            done = [c for c in by_value if self._check_by_value(c, self.schema.columns[c], plan[c], key_cols)]
+            checked = [c for c in checked if c not in done]
             if not checked:
                 return plan
         read = list(dict.fromkeys([*checked, *key_cols]))
@@ -435,10 +438,12 @@ class _TableChecker:
         estimate = self.source.distinct_estimate(self.table, column)
         return estimate is not None and estimate <= self.rows * _GROUP_SHARE
 
-    def _check_by_value(self, name: str, col: pa.Column, tallies: list[_Tally], key_cols: list[str]) -> None:
+    def _check_by_value(self, name: str, col: pa.Column, tallies: list[_Tally], key_cols: list[str]) -> bool:
         """``_check_values`` over the distinct values of a column, each weighted by its row
         count (``Source.value_counts``); the failing values' first rows, in the stream's
-        order, are the samples (``Source.rows_with_values``)."""
+        order, are the samples (``Source.rows_with_values``). False, with the tallies
+        reset, when too many distinct values fail to look their rows up: the column is
+        then streamed row by row."""
         by_check = {t.check: t for t in tallies}
         k = spec.kind(col)
         type_tally = by_check.get(TYPE_CHECKS.get(k, ""))
@@ -448,47 +453,54 @@ class _TableChecker:
         limit_day = self.today + timedelta(days=days) if days is not None and k in spec.DATE_KINDS else None
         # Spellings of the failing values per check (NULL as None), for the samples.
         failing: dict[str, set[str | None]] = {t.check: set() for t in tallies}
-        for batch in self.source.value_counts(self.table, name, self.settings.gate.chunk_rows):
-            values = [v for v, _, _ in batch]
-            usable: list[int] = []
-            for i, (v, text, n) in enumerate(batch):
-                if null_tally is not None:
-                    null_tally.considered += n
-                if v is None:
+        # Closed at once when left early: the cursor holds a transaction on the source.
+        with contextlib.closing(self.source.value_counts(self.table, name, self.settings.gate.chunk_rows)) as batches:
+            for batch in batches:
+                values = [v for v, _, _ in batch]
+                usable: list[int] = []
+                for i, (v, text, n) in enumerate(batch):
                     if null_tally is not None:
-                        null_tally.failing += n
-                        failing["not_null"].add(None)
-                    continue
-                if type_tally is not None:
-                    type_tally.considered += n
-                blank, bad_type, ok = _judge(v, k, type_tally is not None, tokens)
-                if blank and null_tally is not None:
-                    null_tally.failing += n
-                    failing["not_null"].add(text)
-                if bad_type:
-                    type_tally.failing += n  # type: ignore[union-attr]
-                    failing[type_tally.check].add(text)  # type: ignore[union-attr]
-                elif ok:
-                    usable.append(i)
-            if not usable:
-                continue
-            for check in col.checks:
-                tally = by_check[check.name]
-                positions, failed = self._pandera_outcome(check, values, usable)
-                tally.considered += sum(batch[i][2] for i in positions)
-                for i in failed:
-                    tally.failing += batch[i][2]
-                    failing[check.name].add(batch[i][1])
-            if limit_day is not None:
-                tally = by_check["not_future"]
-                for i in usable:
-                    d = _as_date(values[i])
-                    if d is None:
+                        null_tally.considered += n
+                    if v is None:
+                        if null_tally is not None:
+                            null_tally.failing += n
+                            failing["not_null"].add(None)
                         continue
-                    tally.considered += batch[i][2]
-                    if d > limit_day:
+                    if type_tally is not None:
+                        type_tally.considered += n
+                    blank, bad_type, ok = _judge(v, k, type_tally is not None, tokens)
+                    if blank and null_tally is not None:
+                        null_tally.failing += n
+                        failing["not_null"].add(text)
+                    if bad_type:
+                        type_tally.failing += n  # type: ignore[union-attr]
+                        failing[type_tally.check].add(text)  # type: ignore[union-attr]
+                    elif ok:
+                        usable.append(i)
+                for check in col.checks if usable else ():
+                    tally = by_check[check.name]
+                    positions, failed = self._pandera_outcome(check, values, usable)
+                    tally.considered += sum(batch[i][2] for i in positions)
+                    for i in failed:
                         tally.failing += batch[i][2]
-                        failing["not_future"].add(batch[i][1])
+                        failing[check.name].add(batch[i][1])
+                if limit_day is not None and usable:
+                    tally = by_check["not_future"]
+                    for i in usable:
+                        d = _as_date(values[i])
+                        if d is None:
+                            continue
+                        tally.considered += batch[i][2]
+                        if d > limit_day:
+                            tally.failing += batch[i][2]
+                            failing["not_future"].add(batch[i][1])
+                if any(len(spelt) > _MAX_FAILING_VALUES for spelt in failing.values()):
+                    break
+        if any(len(spelt) > _MAX_FAILING_VALUES for spelt in failing.values()):
+            for tally in tallies:
+                tally.considered = tally.failing = 0
+                tally.sample.clear()
+            return False
         mask = self._masker(col)
         personal_key = [spec.is_personal(self.schema.columns[c]) for c in key_cols]
         read = [*key_cols, name]
@@ -501,6 +513,7 @@ class _TableChecker:
             for row in rows:
                 parts = [self._mask_key(v) if p else _jsonable(v) for v, p in zip(row, personal_key)]
                 tally.sample.append(SampleRow(parts[0] if len(parts) == 1 else tuple(parts), name, mask(row[-1])))
+        return True
 
     def _pandera_outcome(self, check: pa.Check, values: list[Any], usable: list[int]) -> tuple[list[int], list[int]]:
         """(positions the check looked at, positions that failed it) among ``usable``."""

@@ -107,7 +107,7 @@ class _RowByRow:
         return getattr(self._source, name)
 
 
-@pytest.mark.parametrize("share", ["default", "every column"])
+@pytest.mark.parametrize("share", ["default", "every column", "too many failing values"])
 def test_checks_by_distinct_value_match_the_row_by_row_stream(
     migrated: str, postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, share: str
 ) -> None:
@@ -126,8 +126,10 @@ def test_checks_by_distinct_value_match_the_row_by_row_stream(
     postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Hours" = -3 WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 30)')
     postgresql.execute("UPDATE servicedesk.comments SET created_time = '2999-06-01 08:00:00' WHERE ctid IN (SELECT ctid FROM servicedesk.comments LIMIT 12)")
     postgresql.execute("ANALYZE servicedesk.tickets, servicedesk.timesheets, servicedesk.comments")
-    if share == "every column":  # unique ids and timestamps too, not only repeating values
+    if share != "default":  # unique ids and timestamps too, not only repeating values
         monkeypatch.setattr(executor, "_GROUP_SHARE", float("inf"))
+    if share == "too many failing values":  # every failing column falls back to the stream
+        monkeypatch.setattr(executor, "_MAX_FAILING_VALUES", 0)
     today = date(2026, 1, 15)
     with PostgresSource(migrated, "servicedesk") as pg:
         by_value = executor.execute(pg, today=today)
