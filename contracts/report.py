@@ -266,7 +266,7 @@ class GateSession:
                 # Two processes read the same read-only file: the contract checks (and the
                 # file's SHA-256) in a child, the profile here. Same results as in turn.
                 today = date.today()
-                with _ChildExecution(source.path, self.settings, today) as child:
+                with ChildExecution(source.path, self.settings, today) as child:
                     try:
                         profile = profile_source(source, self.settings)
                     except Exception as exc:  # noqa: BLE001 - reported as a failing item with its traceback
@@ -588,8 +588,9 @@ def _parallel_worth_it(path: Path) -> bool:
 
 
 def _executor_main() -> None:
-    """The child process of ``_ChildExecution``: (path, settings, today) pickled on stdin;
-    ``("ok", (ContractRun, sha256))`` or ``("error", exception)`` pickled on stdout."""
+    """The child process of ``ChildExecution``: (path, settings, today, with_sha256) pickled
+    on stdin; ``("ok", (ContractRun, sha256 or None))`` or ``("error", exception)`` pickled
+    on stdout."""
     import pickle
     import signal
     import sys
@@ -602,14 +603,14 @@ def _executor_main() -> None:
         pass
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print cannot corrupt the result
-    path, settings, today = pickle.load(sys.stdin.buffer)
+    path, settings, today, with_sha256 = pickle.load(sys.stdin.buffer)
     try:
         from contracts.executor import execute
         from pipeline.sources import SQLiteSource, sha256_file
 
         with SQLiteSource(Path(path)) as source:
             run = execute(source, settings, today=today)
-        payload: tuple[str, Any] = ("ok", (run, sha256_file(path)))
+        payload: tuple[str, Any] = ("ok", (run, sha256_file(path) if with_sha256 else None))
     except Exception as exc:  # noqa: BLE001 - raised again in the parent
         payload = ("error", exc)
     try:
@@ -620,14 +621,15 @@ def _executor_main() -> None:
     result.close()
 
 
-class _ChildExecution:
-    """The contract executor (and the file's SHA-256) in a child Python, started as a
-    command (``python -c``) so that the caller's ``__main__`` is never imported again."""
+class ChildExecution:
+    """The contract executor (and, with ``with_sha256``, the file's SHA-256) in a child
+    Python, started as a command (``python -c``) so that the caller's ``__main__`` is
+    never imported again. Gate 1 and the cleaner run it beside their profile."""
 
-    def __init__(self, path: Path, settings: Any, today: date) -> None:
-        self.args = (str(path), settings, today)
+    def __init__(self, path: Path, settings: Any, today: date, with_sha256: bool = True) -> None:
+        self.args = (str(path), settings, today, with_sha256)
 
-    def __enter__(self) -> "_ChildExecution":
+    def __enter__(self) -> "ChildExecution":
         import pickle
         import subprocess
         import sys
@@ -644,7 +646,7 @@ class _ChildExecution:
         self.child.stdin.close()
         return self
 
-    def result(self) -> tuple[ContractRun, str]:
+    def result(self) -> tuple[ContractRun, str | None]:
         import pickle
 
         assert self.child.stdout is not None

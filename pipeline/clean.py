@@ -1331,33 +1331,6 @@ def _contract_run(path: Path, settings: Settings, today: date) -> Any:
 PARALLEL_GATE_ROWS = 100_000
 
 
-def _contract_main() -> None:
-    """The child process of ``_gate_output``: its arguments pickled on stdin, the result
-    (``("ok", ContractRun)`` or ``("error", exception)``) pickled on stdout."""
-    import pickle
-    import signal
-
-    try:  # die with the parent: a SIGKILLed run leaves no checker behind
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-    result = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print cannot corrupt the result
-    path, settings, today = pickle.load(sys.stdin.buffer)
-    try:
-        payload: tuple[str, Any] = ("ok", _contract_run(Path(path), settings, today))
-    except Exception as exc:  # noqa: BLE001 - raised again in the parent
-        payload = ("error", exc)
-    try:
-        data = pickle.dumps(payload)
-    except Exception as exc:  # noqa: BLE001 - an exception that cannot be pickled
-        data = pickle.dumps(("error", RuntimeError(f"{type(payload[1]).__name__}: {payload[1]} ({exc})")))
-    result.write(data)
-    result.close()
-
-
 def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, rows: int, phases: dict[str, float]) -> tuple[Any, Any]:
     """(profile, contract run) of the finished temporary output.
 
@@ -1373,41 +1346,15 @@ def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, ro
         contract = _contract_run(temp, settings, today)
         phases["contract_checks"] = time.monotonic() - mark
         return after, contract
-    import pickle
-    import subprocess
-    import tempfile
+    from contracts.report import ChildExecution
 
     mark = time.monotonic()
-    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: the child never blocks on it
-        child = subprocess.Popen(
-            [sys.executable, "-c", "from pipeline.clean import _contract_main; _contract_main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-        )
-        assert child.stdin is not None and child.stdout is not None
-        try:
-            child.stdin.write(pickle.dumps((str(temp), settings, today)))
-            child.stdin.close()
-            after = _profile(temp, settings, today, progress)
-            phases["profile_output"] = time.monotonic() - mark
-            out = child.stdout.read()
-            child.wait()
-            phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-            child.stdout.close()
-        errors.seek(0)
-        err = errors.read()
-    if child.returncode != 0 or not out:
-        tail = err.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
-        raise RuntimeError(f"the contract checks of the output stopped (exit code {child.returncode}): {tail[0]}")
-    status, payload = pickle.loads(out)
-    if status != "ok":
-        raise payload
-    return after, payload
+    with ChildExecution(temp, settings, today, with_sha256=False) as child:
+        after = _profile(temp, settings, today, progress)
+        phases["profile_output"] = time.monotonic() - mark
+        contract, _ = child.result()
+        phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile
+    return after, contract
 
 
 def _gate_folder_for(target: Path) -> Path:
