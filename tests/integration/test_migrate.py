@@ -317,6 +317,44 @@ def test_text_that_is_not_utf8_or_holds_nul_is_refused_by_the_server(tmp_path: P
     assert len(messages) == 2 and all("invalid byte sequence for encoding" in m for m in messages), messages
 
 
+def test_a_nul_byte_never_cuts_a_date_or_number_short(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    """SQLite's printf (which builds the COPY lines) and length() stop at a NUL byte: a
+    date or a number with a NUL tail must be refused, not loaded without its tail."""
+    db = build_clean_db(tmp_path / "nul.db", tickets=20)
+    with sqlite3.connect(db) as lite:
+        ddl = lite.execute("SELECT sql FROM sqlite_master WHERE name = 'timesheets'").fetchone()[0]
+        lite.execute("ALTER TABLE timesheets RENAME TO timesheets_typed")
+        lite.execute(ddl.replace('"TS-Hours" REAL', '"TS-Hours"'))
+        lite.execute("INSERT INTO timesheets SELECT * FROM timesheets_typed")
+        lite.execute("DROP TABLE timesheets_typed")
+        lite.execute("UPDATE comments SET created_time = '2025-03-01 10:00:00' || char(0) || 'x' WHERE rowid = 1")
+        lite.execute("UPDATE comments SET created_time = '2025-03-01 10:00:00.5' || char(0) || '7' WHERE rowid = 2")
+        lite.execute("""UPDATE timesheets SET "TS-Date" = '2025-03-01' || char(0) WHERE rowid = 1""")
+        lite.execute("""UPDATE timesheets SET "TS-Hours" = '12' || char(0) || '5' WHERE rowid = 2""")
+    settings = Settings().with_overrides(**{"migrate.tolerated_rejects": 4})
+    result = migrate(db, pg_dsn, tmp_path, canary=False, settings=settings)
+    assert result.rejects == 4 and all(t.matches for t in result.tables), result.tables
+    rejected = postgresql.execute("SELECT table_name, source_rowid FROM servicedesk_meta.rejects ORDER BY 1, 2").fetchall()
+    assert rejected == [("comments", 1), ("comments", 2), ("timesheets", 1), ("timesheets", 2)]
+
+
+@pytest.mark.parametrize("row_hash", ["crc32", "md5"])
+def test_both_row_hashes_agree_between_sqlite_and_the_server(
+    small_clean_db: Path, pg_dsn: str, tmp_path: Path, row_hash: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CRC-32 (PostgreSQL 18 and later) and MD5 (older servers): the same checksum computed
+    by Python over SQLite's lines and by the server over the rows it stored; a migration
+    validates with the server's choice (MD5 here by making this server look older)."""
+    if row_hash == "md5":
+        monkeypatch.setattr("pipeline.migrate.CRC32_SINCE", 10**9)
+    result = migrate(small_clean_db, pg_dsn, tmp_path, canary=False)
+    assert all(t.matches and t.checksum_source.startswith(row_hash + ":") for t in result.tables), result.tables
+    for plan in data_table_plans():
+        source = sqlite_checksum(small_clean_db, plan, row_hash=row_hash)
+        assert source == pg_checksum(pg_dsn, "servicedesk", plan, row_hash)
+        assert source[1].startswith(f"{row_hash}:{source[0]}:")
+
+
 def test_values_the_copy_lines_must_carry_exactly(tmp_path: Path, pg_dsn: str, postgresql) -> None:
     """SQLite builds each row's CSV COPY line; values it cannot print as PostgreSQL does
     (numbers in other notations), text holding the line's quote character, commas,
