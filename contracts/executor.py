@@ -15,7 +15,9 @@ checks (``tickets::*::unique_key``, ``tickets::*::row_count``).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -59,6 +61,13 @@ _GROUPABLE_TYPES = frozenset({
     "text", "varchar", "bigint", "integer", "smallint", "numeric", "double precision", "real",
     "timestamp", "timestamptz", "date", "boolean",
 })
+# Days whose verdict and date are remembered per column (``_judge_of``, ``_as_date_of``).
+_DAYS_REMEMBERED = 100_000
+_NO_DATE: Any = object()
+# Storage types whose equal values are the same value (a batch of them is counted as is);
+# other batches are counted by (type, repr): 5 == 5.0 == True, and Decimal 1.0 == 1.00
+# or 0.0 == -0.0 are spelt apart by patterns and closed sets.
+_PLAIN_TYPES = frozenset((str, int, bytes, type(None)))
 # Values longer than this are shortened in samples even where they may be shown.
 SAMPLE_VALUE_CHARS = 80
 
@@ -243,6 +252,8 @@ class _TableChecker:
             name: placeholder_set(global_tokens + spec.placeholders(col) + tuple(extra.get(name, ())))
             for name, col in schema.columns.items()
         }
+        self._days: dict[str, dict[str, bool]] = {}  # per column: day -> conforms (``_judge_of``)
+        self._dated: dict[str, dict[str, Any]] = {}  # per column: day -> date (``_as_date_of``)
 
     # -- assembling results
 
@@ -366,71 +377,123 @@ class _TableChecker:
         return plan
 
     def _check_values(self, name: str, col: pa.Column, values: list[Any], tallies: list[_Tally], key_of: Callable[[int], Any]) -> None:
+        """Every check of one column over one batch: each distinct value judged once and
+        weighted by its rows (counted by ``collections.Counter``, in C). Every check
+        judges a value on its own, so counts and statuses are the row-by-row ones; the
+        sample of a check is the first failing rows of the batch, in row order, looked
+        up only while that sample is not full."""
         by_check = {t.check: t for t in tallies}
         k = spec.kind(col)
-        mask = self._masker(col)
         limit = self.limit
         type_tally = by_check.get(TYPE_CHECKS.get(k, ""))
         null_tally = by_check.get("not_null")
         tokens = self.tokens[name]
-        # Positions of values the value-level checks look at: conforming, not NULL, not
-        # blank, not a placeholder (those are "missing", judged by not_null and the profiler).
-        usable: list[int] = []
+        counts, reps, key = _value_counts(values)
         if null_tally is not None:
             null_tally.considered += len(values)
         if type_tally is not None:
-            type_tally.considered += len(values) - sum(1 for v in values if v is None)
-        # The verdict of each distinct value, computed once per batch (statuses, dates
-        # and ids repeat): (blank, fails its type, usable by the value-level checks).
-        verdicts: dict[tuple[type, Any], tuple[bool, bool, bool]] = {}
-        # ``_Tally.fail`` inlined below: a raw date column fails on every row, and the
-        # sample (key, masked value) is built only while it is not full.
-        null_sample = null_tally.sample if null_tally is not None else None
-        type_sample = type_tally.sample if type_tally is not None else None
-        for i, v in enumerate(values):
+            type_tally.considered += len(values) - counts.get(key(None), 0)
+        judge = self._judge_of(name, k, type_tally is not None, tokens)
+        # Keys of the failing distinct values per check, kept while its sample is not full.
+        failing: dict[str, set] = {}
+
+        def failed(tally: _Tally, n: int, value_key: Any) -> None:
+            tally.failing += n
+            if len(tally.sample) < limit:
+                failing.setdefault(tally.check, set()).add(value_key)
+
+        # Distinct values the value-level checks look at: conforming, not NULL, not
+        # blank, not a placeholder (those are "missing", judged by not_null and the profiler).
+        usable: list[Any] = []
+        weights: list[int] = []
+        usable_keys: list[Any] = []
+        for value_key, n in counts.items():
+            v = value_key if reps is None else reps[value_key]
             if v is None:
                 if null_tally is not None:
-                    null_tally.failing += 1
-                    if len(null_sample) < limit:  # type: ignore[arg-type]
-                        null_sample.append(SampleRow(key_of(i), name, mask(v)))  # type: ignore[union-attr]
+                    failed(null_tally, n, value_key)
                 continue
-            try:
-                verdict = verdicts.get((type(v), v))
-            except TypeError:  # an unhashable value (PostgreSQL arrays, JSON)
-                verdict = None
-            if verdict is None:
-                verdict = _judge(v, k, type_tally is not None, tokens)
-                try:
-                    verdicts[(type(v), v)] = verdict
-                except TypeError:
-                    pass
-            blank, bad_type, ok = verdict
+            blank, bad_type, ok = judge(v)
             if blank and null_tally is not None:
-                null_tally.failing += 1
-                if len(null_sample) < limit:  # type: ignore[arg-type]
-                    null_sample.append(SampleRow(key_of(i), name, mask(v)))  # type: ignore[union-attr]
+                failed(null_tally, n, value_key)
             if bad_type:
-                type_tally.failing += 1  # type: ignore[union-attr]
-                if len(type_sample) < limit:  # type: ignore[arg-type]
-                    type_sample.append(SampleRow(key_of(i), name, mask(v)))  # type: ignore[union-attr]
+                failed(type_tally, n, value_key)  # type: ignore[arg-type]
             elif ok:
-                usable.append(i)
-        if not usable:
-            return
-        for check in col.checks:
-            tally = by_check[check.name]
-            self._run_pandera_check(check, tally, k, name, values, usable, mask, key_of)
-        days = spec.not_future_days(col)
-        if days is not None and k in spec.DATE_KINDS:
-            tally = by_check["not_future"]
-            limit_day = self.today + timedelta(days=days)
-            for i in usable:
-                d = _as_date(values[i])
-                if d is None:
-                    continue
-                tally.considered += 1
-                if d > limit_day:
-                    tally.fail(limit, lambda i=i: key_of(i), name, mask(values[i]))  # rare: future dates
+                usable.append(v)
+                weights.append(n)
+                usable_keys.append(value_key)
+        if usable:
+            everything = list(range(len(usable)))
+            for check in col.checks:
+                tally = by_check[check.name]
+                positions, bad = self._pandera_outcome(check, usable, everything)
+                tally.considered += sum(weights[i] for i in positions)
+                for i in bad:
+                    failed(tally, weights[i], usable_keys[i])
+            days = spec.not_future_days(col)
+            if days is not None and k in spec.DATE_KINDS:
+                tally = by_check["not_future"]
+                limit_day = self.today + timedelta(days=days)
+                as_date = self._as_date_of(name, type_tally is not None)
+                for v, n, value_key in zip(usable, weights, usable_keys):
+                    d = as_date(v)
+                    if d is None:
+                        continue
+                    tally.considered += n
+                    if d > limit_day:
+                        failed(tally, n, value_key)  # rare: future dates
+        if failing:
+            mask = self._masker(col)
+            for check, keys in failing.items():
+                tally = by_check[check]
+                for i in _first_rows(values, keys, key, limit - len(tally.sample)):
+                    tally.sample.append(SampleRow(key_of(i), name, mask(values[i])))
+
+    def _judge_of(self, name: str, k: str, type_checked: bool, tokens: Any) -> Callable[[Any], tuple[bool, bool, bool]]:
+        """``_judge`` for one column. In a timestamp column, ``YYYY-MM-DD HH:MM:SS`` text
+        (unique per row) is judged by its day, remembered, and a lookup of its time of
+        day: the same verdict as ``_judge``, without a regex and a parse per row."""
+        if k != "timestamp" or not type_checked:
+            return lambda v: _judge(v, k, type_checked, tokens)
+        clock = _clock_times()
+        days = self._days.setdefault(name, {})
+
+        def judge(v: Any) -> tuple[bool, bool, bool]:
+            if type(v) is str and len(v) == 19 and v[10] in " T" and v[11:] in clock:
+                day = v[:10]
+                good = days.get(day)
+                if good is None:
+                    # The day conforms with any valid time of day exactly when it does
+                    # at midnight (``_ISO`` and ``fromisoformat`` read the parts apart).
+                    good = conforms(k, day + " 00:00:00")
+                    if len(days) < _DAYS_REMEMBERED:
+                        days[day] = good
+                if good:
+                    # Digits at both ends: not blank, not padded; a token only if equal.
+                    return False, False, v not in tokens
+            return _judge(v, k, type_checked, tokens)
+
+        return judge
+
+    def _as_date_of(self, name: str, type_checked: bool) -> Callable[[Any], date | None]:
+        """``_as_date`` of usable values: conforming ISO text (``YYYY-MM-DD...``) is dated
+        by its first ten characters, remembered."""
+        if not type_checked:
+            return _as_date
+        dated = self._dated.setdefault(name, {})
+
+        def as_date(v: Any) -> date | None:
+            if type(v) is not str:
+                return _as_date(v)
+            day = v[:10]
+            d = dated.get(day, _NO_DATE)
+            if d is _NO_DATE:
+                d = _as_date(v)
+                if len(dated) < _DAYS_REMEMBERED:
+                    dated[day] = d
+            return d  # type: ignore[return-value]
+
+        return as_date
 
     def _few_values(self, column: str) -> bool:
         """Grouping pays when values repeat: the server hashes every row, and a column of
@@ -615,6 +678,49 @@ def _judge(value: Any, kind: str, type_checked: bool, tokens: Any) -> tuple[bool
     blank = is_blank(value)
     bad_type = type_checked and not conforms(kind, value)
     return blank, bad_type, not bad_type and not blank and not is_placeholder(value, tokens)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _typed_key(value: Any) -> tuple[type, str]:
+    return type(value), repr(value)
+
+
+def _value_counts(values: list[Any]) -> tuple[collections.Counter, dict | None, Callable[[Any], Any]]:
+    """(rows per distinct value key, the value of each key or None where the keys are
+    the values, the key of a value): values with one key judge alike."""
+    if set(map(type, values)) <= _PLAIN_TYPES:
+        return collections.Counter(values), None, _same
+    keys = list(map(_typed_key, values))
+    return collections.Counter(keys), dict(zip(keys, values)), _typed_key
+
+
+def _first_rows(values: list[Any], keys: set, key: Callable[[Any], Any], need: int) -> list[int]:
+    """The first ``need`` positions of ``values`` whose key is in ``keys``."""
+    out: list[int] = []
+    if need <= 0:
+        return out
+    if key is _same:
+        for i, v in enumerate(values):
+            if v in keys:
+                out.append(i)
+                if len(out) >= need:
+                    break
+    else:
+        for i, v in enumerate(values):
+            if key(v) in keys:
+                out.append(i)
+                if len(out) >= need:
+                    break
+    return out
+
+
+@functools.cache
+def _clock_times() -> frozenset[str]:
+    """Every valid ``HH:MM:SS`` time of day (86,400 strings)."""
+    return frozenset(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60))
 
 
 def _describe_check(check: pa.Check) -> str:

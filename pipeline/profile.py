@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import itertools
 import json
 import logging
@@ -439,6 +440,7 @@ class _Distinct:
 
 
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_WHOLE: Any = object()  # ``judge_date_text``: the whole text is read at once
 _TIME_BASED = ("iso", "day_first", "month_first", "slash_ambiguous")
 _SLASH_LABELS = frozenset(("day_first", "month_first", "slash_ambiguous"))
 _NUL = re.compile("\x00")
@@ -486,6 +488,13 @@ class _DateReader:
         return date_readings(value)
 
 
+@functools.cache
+def iso_clock_times() -> frozenset[str]:
+    """Every valid ``HH:MM:SS`` time of day (86,400 strings): ISO text of a day and one
+    of these is an ISO timestamp exactly when the day is an ISO date."""
+    return frozenset(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60))
+
+
 def _order_key(order: Order | None) -> int:
     return 1 if order is Order.MONTH_FIRST else 0
 
@@ -505,6 +514,7 @@ class _ColumnScan:
         self.sampled = 0
         self.caches: dict[type, dict] = {}
         self.kind_cache: dict[Any, str | None] = {}
+        self.iso_days: dict[str, bool] = {}  # ``_iso_day``
         self.read_date = _DateReader()
         self.slash_days: dict[str, tuple | bool] = {}  # judgements of slash days (``_slash_day``)
         self.slash_times: dict[str, timedelta] = {}  # ``HH:MM[:SS]`` read as a time of day
@@ -607,13 +617,21 @@ class _ColumnScan:
                     hms = self.read_date.times.get(tm)
                     if hms is not None and len(self.slash_times) < 2 * CACHE_MAX:
                         clock = self.slash_times[tm] = timedelta(hours=hms[0], minutes=hms[1], seconds=hms[2])
+                    elif entry[4] and tm in iso_clock_times():
+                        # An ISO day with an ``HH:MM:SS`` time not remembered (a column
+                        # of unique timestamps holds most of the 86,400): the whole text
+                        # is the reading, as midnight plus the time would give.
+                        clock = _WHOLE
                 if clock is not None:
                     label_hits, df, mf, hits_all, _ = entry
-                    # The day at midnight plus the time: ``replace(hour=, minute=, second=)``.
-                    if df is not None:
-                        df = df + clock
-                    if mf is not None:
-                        mf = mf + clock
+                    if clock is _WHOLE:
+                        df = mf = datetime.fromisoformat(value)  # an ISO day reads alike both ways
+                    else:
+                        # The day at midnight plus the time: ``replace(hour=, minute=, second=)``.
+                        if df is not None:
+                            df = df + clock
+                        if mf is not None:
+                            mf = mf + clock
                     if hits_all is None:  # the day straddles the future limit: per value
                         limit = s.future_limit
                         more = list(label_hits)
@@ -701,6 +719,14 @@ class _ColumnScan:
     def kind_of(self, value: Any) -> str | None:
         """The detected kind of one value (None for blanks and placeholders), remembered
         for short values: a status column is detected once per distinct status."""
+        t = type(value)
+        if t is int:
+            return "integer"  # ``detect_kind`` of any int but a bool
+        if t is str and len(value) == 19 and value[10] == " " and value[11:] in iso_clock_times():
+            # Unique timestamps: ISO text of a day and a valid ``HH:MM:SS`` is a timestamp
+            # exactly when the day at midnight is one (``_iso_day``); a token is none.
+            if self._iso_day(value[:10]) and value not in self.spec.tokens:
+                return "timestamp"
         cache = self.kind_cache
         kind = cache.get(value, _UNSET)
         if kind is _UNSET or type(value) is bool:
@@ -708,6 +734,15 @@ class _ColumnScan:
             if len(cache) < CACHE_MAX and (type(value) is not str or len(value) <= CACHE_MAX_LEN) and type(value) is not bool:
                 cache[value] = kind
         return kind
+
+    def _iso_day(self, day: str) -> bool:
+        """Whether ``day`` followed by any valid ``HH:MM:SS`` is detected as a timestamp."""
+        known = self.iso_days.get(day)
+        if known is None:
+            known = _detect(day + " 00:00:00", frozenset()) == "timestamp"
+            if len(self.iso_days) < 2 * CACHE_MAX:
+                self.iso_days[day] = known
+        return known
 
     # -- one batch of the column
 
@@ -743,12 +778,14 @@ class _ColumnScan:
         # 5 == 5.0 in Python: with both storages present, count (type, value) pairs.
         pairs = (int in types and float in types) or bool in types
         items: Any
+        streamed = False
         try:
             if pairs:
                 items = collections.Counter(zip(map(type, col), col)).items()
             elif self.unique_heavy:
                 # Nearly every value differs: counting them first costs more than it saves.
                 items = zip(col, itertools.repeat(1))
+                streamed = True
             else:
                 if counter is None:
                     counter = collections.Counter(col)  # unhashable: TypeError again
@@ -783,6 +820,10 @@ class _ColumnScan:
         blank_run = spec_.blank_run
         settled = self.settled
         tally: dict[tuple, int] = {}
+        if streamed and spec_.simple_date and spec_.kind == "timestamp" and not full_detect:
+            rest = self._iso_timestamps(col, tally, hashes, dts)
+            if rest is not None:
+                items = zip(rest, itertools.repeat(1))
         for value, n in items:
             if pairs:
                 t, value = value
@@ -895,6 +936,43 @@ class _ColumnScan:
                 if kind is not None:
                     self.kinds[kind] += 1
                     self.sampled += 1
+
+
+    def _iso_timestamps(self, col: tuple, tally: dict[tuple, int], hashes: list[int], dts: list) -> list | None:
+        """``feed``'s pass over a column of unique timestamps, for ``YYYY-MM-DD HH:MM:SS``
+        text of a day judged before whose hits are settled (their examples are full, so
+        they are only counted) and the same for every time of that day (the future limit
+        is not within it): what ``judge_date_text`` gives each, by the day alone. Their
+        counts go to ``tally``, their hashes to ``hashes``, their earliest and latest
+        readings to ``dts`` (fixed-width ISO text sorts as its time). Returns the other
+        values, for the whole judgement, or None when no day qualifies."""
+        settled = self.settled
+        day_hits = {
+            day: entry[3]
+            for day, entry in self.slash_days.items()
+            if entry and entry[4] and entry[3] is not None and entry[3] in settled
+        }
+        if not day_hits:
+            return None
+        clock = iso_clock_times()
+        tokens = self.spec.tokens
+        fast: list[str] = []
+        rest: list = []
+        get = day_hits.get
+        for value in col:
+            if type(value) is str and len(value) == 19 and value[10] == " " and value[11:] in clock:
+                hits = get(value[:10])
+                if hits is not None and value not in tokens:
+                    tally[hits] = tally.get(hits, 0) + 1
+                    fast.append(value)
+                    continue
+            rest.append(value)
+        if fast:
+            hashes.extend(map(hash, fast))
+            lo, hi = datetime.fromisoformat(min(fast)), datetime.fromisoformat(max(fast))
+            dts.append((lo, lo))
+            dts.append((hi, hi))
+        return rest
 
 
 def _detect(value: Any, tokens: frozenset[str]) -> str | None:
