@@ -57,6 +57,7 @@ No superuser rights are needed.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import logging
@@ -70,6 +71,7 @@ import time
 import zlib
 from decimal import Decimal, InvalidOperation
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import repeat
 from operator import ne
 from dataclasses import asdict, dataclass, field, replace
@@ -1420,6 +1422,24 @@ def _already_migrated(conn: "psycopg.Connection", schema: str, sha: str) -> tupl
     return None
 
 
+@contextmanager
+def _no_cyclic_gc() -> Any:
+    """The cyclic garbage collector off during a load, back on after it.
+
+    A load allocates millions of tuples (rows) and bytes (lines), all freed by reference
+    counting, none in a cycle; each allocation burst made the collector rescan every
+    object of the process (pandas and pandera included): 10% of the loader's CPU at
+    260K rows (perf). Memory stays bounded: only cycles wait, and a load makes none.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_schema(
     conninfo: str,
     source: Path,
@@ -1443,7 +1463,7 @@ def load_schema(
     # Measured on a busy 2-core machine, parallel loads were no faster: use spare cores only.
     workers = parallel if parallel > 0 else max(1, (os.cpu_count() or 1) - 1)
     workers = max(1, min(workers, 3, len(plans)))
-    with Progress(label) as progress, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
+    with _no_cyclic_gc(), Progress(label) as progress, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
         futures = {
             plan.name: pool.submit(
                 load_table,
