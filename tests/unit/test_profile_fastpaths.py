@@ -124,3 +124,65 @@ def test_nulls_and_storage_classes_from_the_distinct_values(col: tuple) -> None:
             expected[type(None)] += col.count(None)
     assert scan.nulls == 2 * col.count(None)
     assert list(scan.storage.items()) == list(expected.items())
+
+
+def _unique_timestamps(n: int, limit: datetime) -> tuple:
+    """Unique ``YYYY-MM-DD HH:MM:SS`` text over a few days, the future limit's day among
+    them, with the odd values a column of timestamps may hold."""
+    start = limit.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    values: list = [f"{start + timedelta(seconds=97 * i):%Y-%m-%d %H:%M:%S}" for i in range(n)]
+    odd = [None, "", "N/A", "2025-02-30 10:00:00", "2025-05-20 24:00:00", "2025-05-20T08:42:00", "２０２５-05-20 08:42:00",
+           "2025-05-20 08:42", "20/05/2025 08:42", " 2025-05-20 08:42:00", "2025-05-20 08:42:00\x00", "1999-12-31 23:59:59"]
+    for j, v in enumerate(odd * 5):
+        values.insert((j * 37) % len(values), v)
+    return tuple(values)
+
+
+@pytest.mark.parametrize("table,column", [("tickets", "TKT-Created Time"), ("comments", "created_time")])
+def test_unique_timestamps_by_day_count_as_the_whole_judgement(table: str, column: str, monkeypatch) -> None:
+    """``feed``'s pass over unique ISO timestamps (settled days counted by the day) gives
+    the counts, examples, distinct count, earliest and latest readings, NULLs and storage
+    of the whole judgement, batch after batch, also on the day of the future limit and
+    with a placeholder token that is a timestamp."""
+    settings = Settings(placeholder_tokens=("N/A", "1999-12-31 23:59:59"))
+    col_ = dict(contract_for(table).columns)[column]
+    fast = _ColumnScan(_Spec(table, column, "TEXT", col_, settings, NOW), 5)
+    whole = _ColumnScan(_Spec(table, column, "TEXT", col_, settings, NOW), 5)
+    taken = []
+    real = _ColumnScan._iso_timestamps
+
+    def counted(self, *a):
+        rest = real(self, *a)
+        taken.append(rest is not None)
+        return rest
+
+    values = _unique_timestamps(6000, fast.spec.future_limit or NOW)
+    for start in range(0, len(values), 1000):
+        batch = values[start:start + 1000]
+        monkeypatch.setattr(_ColumnScan, "_iso_timestamps", counted)
+        fast.feed(batch, lambda i, s=start: s + i, 0, 7)
+        monkeypatch.setattr(_ColumnScan, "_iso_timestamps", lambda self, *a: None)
+        whole.feed(batch, lambda i, s=start: s + i, 0, 7)
+    assert any(taken), "the pass by day was taken"
+    assert dict(fast.counts) == dict(whole.counts)
+    assert fast.examples == whole.examples
+    assert (fast.nulls, dict(fast.storage), dict(fast.kinds), fast.sampled) == (whole.nulls, dict(whole.storage), dict(whole.kinds), whole.sampled)
+    assert (fast.dt_min, fast.dt_max) == (whole.dt_min, whole.dt_max)
+    assert fast.distinct.count() == whole.distinct.count()
+    assert fast.distinct.registers == whole.distinct.registers
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.text(alphabet="0123456789-: T", min_size=18, max_size=20),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from(["2025-05-20 08:42:00", "2024-02-29 23:59:59", "2025-02-29 12:00:00", "N/A", "1999-12-31 23:59:59"]),
+))
+def test_kind_detection_fast_path_is_detect(value) -> None:
+    from pipeline.profile import _detect
+
+    settings = Settings(placeholder_tokens=("N/A", "1999-12-31 23:59:59"))
+    col_ = dict(contract_for("comments").columns)["created_time"]
+    scan = _ColumnScan(_Spec("comments", "created_time", "TEXT", col_, settings, NOW), 5)
+    for _ in range(2):  # the second time from the remembered day
+        assert scan.kind_of(value) == _detect(value, scan.spec.tokens)
