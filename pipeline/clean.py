@@ -323,6 +323,11 @@ class ColumnPlan:
     # A SQL predicate over ``{c}`` (the column) true only for values every rule keeps as
     # they are, and its parameters: such values never reach Python. None: no such test.
     kept_sql: tuple[str, list[Any]] | None = None
+    # A SELECT of ``(id, new)`` over a table ``{vals}`` of ``(id, v)``, and its parameters:
+    # the values whose rules' outcome SQL can tell exactly (slash dates of the column's
+    # decided order, rewritten to ISO by rule ``DATE_REWRITE_RULE``), with that outcome;
+    # the other values go to Python. None: no such rewrite.
+    rewrite_sql: tuple[str, list[Any]] | None = None
 
     # Results per distinct short value (dates and ids repeat a lot); None: no memo.
     memo: dict[tuple[type, Any], Fix] | None = None
@@ -466,6 +471,9 @@ def plan_table(
                 if days is not None:
                     steps.append(_future_step(tf.future_limit(today, days), plan.date_only, cs.out_of_range))
                     failures.append(Q_FUTURE)
+                if order is not None:
+                    limit = tf.future_limit(today, days) if days is not None else None
+                    plan.rewrite_sql = _slash_rewrite_sql(order, plan.date_only, limit, plan.tokens | plan.keep_tokens)
         elif kind == "integer" and cs.fix_numbers:
             steps.append(tf.normalise_integer)
             failures.append(Q_INTEGER)
@@ -590,6 +598,74 @@ def _kept_sql(
         return None
     # coalesce by the caller: a NULL (strftime of no date) must not count as kept
     return "(" + " AND ".join(f"({t})" for t in tests) + ")", args
+
+
+DATE_REWRITE_RULE = "date_iso"
+# The time of day a slash date may have for SQL to rewrite it: H:MM, HH:MM, H:MM:SS, HH:MM:SS.
+_SQL_TIMES = ("[0-9]:[0-9][0-9]", "[0-9][0-9]:[0-9][0-9]", "[0-9]:[0-9][0-9]:[0-9][0-9]", "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]")
+
+
+def _slash_rewrite_sql(order: Order, date_only: bool, limit: date | None, tokens: frozenset[str]) -> tuple[str, list[Any]]:
+    """``ColumnPlan.rewrite_sql`` of a date column whose slash dates are read in ``order``.
+
+    What ``tf.rewrite_date`` does with the bulk of a raw column, in SQL: ``D/M/YYYY``
+    (one or two digits for day and month; ``/``, ``.`` or ``-``, the same twice) and, in
+    a timestamp column, an optional `` H:MM`` or `` H:MM:SS`` (one or two digits for the
+    hour), ASCII digits only, nothing before or after: the parts are cut out by position
+    (the value is exactly their concatenation), and the ISO text is kept only when it is
+    a real date and time (unchanged through a julian day: 31/02, hour 24, minute 60 are
+    not), its year 1000 or later (``strftime`` writes shorter years short), not past the
+    future limit, and the value is no token. Everything else (other shapes, AM/PM,
+    fractions, a time in a date-only column, a failing value) is left to Python.
+    """
+    first_is_day = order is Order.DAY_FIRST
+    day, month = ("f1", "f2") if first_is_day else ("f2", "f1")
+    args: list[Any] = []
+    # Two digits for day, month and hour: the last two of the field with a 0 before it.
+    ymd = f"y || '-' || substr('0' || {month}, -2) || '-' || substr('0' || {day}, -2)"
+    if date_only:
+        new = ymd
+        time_ok = "sp = '' AND tm = ''"
+        proof = "date(julianday(new))"  # strftime('%Y-%m-%d', ...)
+    else:
+        # H:MM, HH:MM, H:MM:SS, HH:MM:SS -> HH:MM:SS
+        clock = "substr('0' || tm, -length(tm) - (length(tm) IN (4, 7)))"
+        new = f"{ymd} || ' ' || CASE WHEN tm = '' THEN '00:00:00' WHEN length(tm) < 6 THEN {clock} || ':00' ELSE {clock} END"
+        time_ok = "((sp = '' AND tm = '') OR (sp = ' ' AND (" + " OR ".join("tm GLOB ?" for _ in _SQL_TIMES) + ")))"
+        args.extend(_SQL_TIMES)
+        proof = "datetime(julianday(new))"  # strftime('%Y-%m-%d %H:%M:%S', ...)
+    # The parts f1 sep f2 sep2 y sp tm, cut by position: a and b are 1 when the day or
+    # month field has two digits. Each step is materialized: SQLite would otherwise copy
+    # the expressions of one step into every use of them in the next.
+    parts = (
+        "WITH pos AS MATERIALIZED (SELECT id, v, a, substr(v, 4 + a, 1) GLOB '[0-9]' AS b FROM ("
+        "SELECT id, v, substr(v, 2, 1) GLOB '[0-9]' AS a FROM {vals} "
+        "WHERE typeof(v) = 'text' AND v GLOB '[0-9]*[/.-]*[0-9]' AND length(v) BETWEEN 8 AND 19)), "
+        "parts AS MATERIALIZED (SELECT id, v, substr(v, 1, 1 + a) AS f1, substr(v, 2 + a, 1) AS sep, "
+        "substr(v, 3 + a, 1 + b) AS f2, substr(v, 4 + a + b, 1) AS sep2, substr(v, 5 + a + b, 4) AS y, "
+        "substr(v, 9 + a + b, 1) AS sp, substr(v, 10 + a + b) AS tm FROM pos)"
+    )
+    tests = [
+        "sep IN ('/', '.', '-')",
+        "sep2 = sep",
+        "f2 GLOB '[0-9]*'",
+        "y GLOB '[0-9][0-9][0-9][0-9]'",
+        "y >= '1000'",
+        time_ok,
+    ]
+    if tokens:
+        tests.append("v NOT IN (" + ", ".join("?" for _ in tokens) + ")")
+        args.extend(sorted(tokens))
+    proven = f"{proof} = new"
+    if limit is not None:
+        proven += " AND substr(new, 1, 10) <= ?"
+        args.append(limit.isoformat())
+    sql = (
+        f"{parts}, rewritten AS MATERIALIZED (SELECT id, {new} AS new FROM parts WHERE "
+        + " AND ".join(f"({t})" for t in tests)
+        + f") SELECT id, new FROM rewritten WHERE {proven}"
+    )
+    return sql, args
 
 
 def _fast_batch_check(
@@ -925,26 +1001,37 @@ class _Builder:
         self.conn.execute("CREATE TEMP TABLE slow (rid INTEGER PRIMARY KEY)")
         if slow_when:
             self.conn.execute(f"INSERT INTO temp.slow SELECT s.rowid FROM {src} s WHERE {' OR '.join(slow_when)}", slow_args)
+        # Per chunk, the changed cells of the chunk's rows are found once, into
+        # temp.stage (one row per source row with a changed cell: per changed column
+        # whether it changed, its old and new value and rule, and the row key of the
+        # output row); the copy takes the new values from it and the audit rows are read
+        # from it, instead of joining source, output and change tables again per column.
         joins = "".join(
             f" LEFT JOIN {t} m{i} ON m{i}.ty = typeof(s.{q(columns[i])}) AND m{i}.v = s.{q(columns[i])}" for i, t in changed
         )
-        exprs = {i: f"CASE WHEN m{i}.ty IS NULL THEN s.{q(columns[i])} ELSE m{i}.new END" for i, _ in changed}
+        after = {i: f"(CASE WHEN m{i}.ty IS NULL THEN s.{q(columns[i])} ELSE m{i}.new END)" for i, _ in changed}
+        row_key = self._row_key_sql([after.get(k, f"s.{q(columns[k])}") for k in key_idx]) if key_present else "NULL"
+        self.conn.execute("DROP TABLE IF EXISTS temp.stage")
+        stage_cols = "".join(f", h{i}, o{i}, n{i}, r{i}" for i, _ in changed)
+        self.conn.execute(f"CREATE TEMP TABLE stage (rid INTEGER PRIMARY KEY, rk{stage_cols})")
+        stage_insert = (
+            f"INSERT INTO temp.stage SELECT s.rowid, {row_key}"
+            + "".join(f", m{i}.ty IS NOT NULL, m{i}.v, m{i}.new, m{i}.rule" for i, _ in changed)
+            + f" FROM {src} s{joins} WHERE s.rowid >= ? AND s.rowid < ? AND s.rowid NOT IN (SELECT rid FROM temp.slow)"
+            + f" AND ({' OR '.join(f'm{i}.ty IS NOT NULL' for i, _ in changed) or '0'})"
+        )
+        exprs = {i: f"CASE WHEN g.h{i} THEN g.n{i} ELSE s.{q(columns[i])} END" for i, _ in changed}
         select = ", ".join(exprs.get(i, f"s.{q(c)}") for i, c in enumerate(columns))
+        stage_join = " LEFT JOIN temp.stage g ON g.rid = s.rowid" if changed else ""
         fast_insert = (
-            f"INSERT INTO main.{q(table)} (rowid, {cols_sql}) SELECT s.rowid, {select} FROM {src} s{joins} "
+            f"INSERT INTO main.{q(table)} (rowid, {cols_sql}) SELECT s.rowid, {select} FROM {src} s{stage_join} "
             f"WHERE s.rowid >= ? AND s.rowid < ? AND s.rowid NOT IN (SELECT rid FROM temp.slow)"
         )
         # The audit rows of a chunk, in the order of the row path: by row, then column.
-        row_key = self._row_key_sql([f"o.{q(columns[k])}" for k in key_idx]) if key_present else "NULL"
         parts, part_args = [], []
-        for i, t in changed:
-            c = f"s.{q(columns[i])}"
-            parts.append(
-                f"SELECT o.rowid AS rid, {i} AS ci, {row_key} AS rk, ? AS name, m.v AS old, m.new AS new, m.rule AS rule "
-                f"FROM main.{q(table)} o JOIN {src} s ON s.rowid = o.rowid JOIN {t} m ON m.ty = typeof({c}) AND m.v = {c} "
-                f"WHERE o.rowid >= ? AND o.rowid < ? AND o.rowid NOT IN (SELECT rid FROM temp.slow)"
-            )
-            part_args.append((columns[i],))
+        for i, _ in changed:
+            parts.append(f"SELECT rid, {i} AS ci, rk, ? AS name, o{i} AS old, n{i} AS new, r{i} AS rule FROM temp.stage WHERE h{i}")
+            part_args.append(columns[i])
         parts.append("SELECT rid, ci, rk, name, old, new, rule FROM temp.row_audit")
         audit_insert = (
             f"INSERT INTO {AUDIT_TABLE} ({', '.join(AUDIT_COLUMNS)}) SELECT ?, ?, rk, name, old, new, rule, ?, rid "
@@ -956,6 +1043,8 @@ class _Builder:
         rows_in = rows_out = quarantined = 0
         for lo, hi in self._chunks(src):
             stamp = _now()
+            if changed:
+                self.conn.execute(stage_insert, (lo, hi))
             fast = self.conn.execute(fast_insert, (lo, hi)).rowcount
             n = fast
             row_audit: list[tuple[Any, ...]] = []
@@ -972,12 +1061,11 @@ class _Builder:
             if row_audit:
                 self.conn.executemany("INSERT INTO temp.row_audit VALUES (?, ?, ?, ?, ?, ?, ?)", row_audit)
             if changed or row_audit:
-                args: list[Any] = [self.run_id, table, stamp]
-                for (name,) in part_args:
-                    args.extend((name, lo, hi))
-                self.conn.execute(audit_insert, args)
+                self.conn.execute(audit_insert, [self.run_id, table, stamp, *part_args])
             if row_audit:
                 self.conn.execute("DELETE FROM temp.row_audit")
+            if changed:
+                self.conn.execute("DELETE FROM temp.stage")
             rows_in += n
             rows_out += fast
             self._advance(n)
@@ -987,6 +1075,7 @@ class _Builder:
             self.conn.execute(f"DROP TABLE IF EXISTS temp.bad_{i}")
         self.conn.execute("DROP TABLE temp.slow")
         self.conn.execute("DROP TABLE temp.row_audit")
+        self.conn.execute("DROP TABLE temp.stage")
         self.tables[table] = TableSummary(rows_in, rows_out, quarantined, 0, 0)  # changed cells: counted from the audit at the end
 
     def _chunks(self, src: str) -> Iterator[tuple[int, int]]:
@@ -1019,10 +1108,20 @@ class _Builder:
             f"INSERT INTO temp.vals (ty, v) SELECT DISTINCT typeof({c}), {c} FROM src.{q(table)} WHERE {c} IS NOT NULL AND NOT coalesce({kept}, 0)", args
         )
         conn.execute("CREATE TEMP TABLE outcomes (id INTEGER PRIMARY KEY, new, rule TEXT, bad INTEGER)")
+        any_changed = any_bad = False
+        unjudged = "SELECT id, v FROM temp.vals"
+        if plan.rewrite_sql is not None:  # e.g. the slash dates of the column: rewritten in SQL
+            rewrite, rewrite_args = plan.rewrite_sql
+            done = conn.execute(
+                f"INSERT INTO temp.outcomes (id, new, rule, bad) SELECT id, new, ?, 0 FROM ({rewrite.replace('{vals}', 'temp.vals')})",
+                [DATE_REWRITE_RULE, *rewrite_args],
+            ).rowcount
+            if done:
+                any_changed = True
+                unjudged += " WHERE id NOT IN (SELECT id FROM temp.outcomes)"
         required = plan.required
         judge = plan._apply
-        read = conn.cursor().execute("SELECT id, v FROM temp.vals")
-        any_changed = any_bad = False
+        read = conn.cursor().execute(unjudged)
         while batch := read.fetchmany(self.cs.batch_rows):
             out = []
             for vid, v in batch:

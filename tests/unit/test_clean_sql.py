@@ -92,3 +92,89 @@ def test_clean_values_are_told_in_sql() -> None:
     assert _kept(conn, plans[("timesheets", "TS-Date")], "2025-07-01")
     assert _kept(conn, plans[("comments", "comment_id")], 5)
     assert not _kept(conn, plans[("comments", "comment_id")], 5.0)
+
+
+# --- slash dates rewritten in SQL (ColumnPlan.rewrite_sql) ---------------------------------
+
+
+def _order_plans(order: str) -> list[tuple[str, clean.ColumnPlan]]:
+    """Every date column's plan with its slash dates read in ``order`` (the profiler's decision)."""
+    counts = {"day-first": {"day_first": 1}, "month-first": {"month_first": 1}}[order]
+    out = []
+    for table, schema in REGISTRY.items():
+        decisions = {c: {"format": "DAY_FIRST", "order": order, "ambiguous": False, "counts": counts} for c in schema.columns}
+        plans, _ = clean.plan_table(table, schema, list(schema.columns), Settings(), decisions, TODAY)
+        out.extend((table, p) for p in plans if p.rewrite_sql is not None)
+    return out
+
+
+REWRITE_PLANS = _order_plans("day-first") + _order_plans("month-first")
+
+SLASH_EDGES: list[Any] = [
+    "5/07/2025 10:38", "25/08/2025 6:41", "05/07/2025 06:41:09", "1/1/2025", "01/01/2025", "31/12/2025 23:59:59",
+    "31/02/2025", "29/02/2024", "29/02/2025", "30/04/2025 10:00", "31/04/2025 10:00", "0/1/2025", "1/0/2025",
+    "13/12/2025", "12/13/2025", "1/13/2025", "1/1/0999", "1/1/1000", "1/1/0000", "1/1/9999 23:59:59", "1/1/2025 24:00",
+    "1/1/2025 23:60", "1/1/2025 9:05:60", "1/1/2025 9:5", "1/1/2025 009:05", "1/1/2025 9:05:1", "1/1/2025 10:00 PM",
+    "1/1/2025 10:00:00.5", "1/1/2025T10:00", "1/1/2025  10:00", " 1/1/2025", "1/1/2025 ", "1/1/2025\n", "1.1.2025",
+    "1-1-2025 10:00", "1/1.2025", "1/1/20255", "1/1/202", "123/1/2025", "1/123/2025", "1//2025", "//", "1/1/2025 00:00",
+    "1/1/2025 00:00:00", "15/10/2025", "16/10/2025", "14/11/2025 10:00", "15/11/2025 00:00:01", "16/11/2025",
+    "\u0661/1/2025", "1/1/2025 1\u0660:00", "N/A", "-", 45123, 45123.5, b"1/1/2025", None,
+]
+
+
+def _rewritten(plan: clean.ColumnPlan, values: list[Any]) -> dict[int, Any]:
+    """{position in values: the new value} for the values the plan's SQL rewrites."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE vals (id INTEGER PRIMARY KEY, ty TEXT, v)")
+    conn.executemany("INSERT INTO vals VALUES (?, ?, ?)", [(i, None, v) for i, v in enumerate(values)])
+    sql, args = plan.rewrite_sql  # type: ignore[misc]
+    return dict(conn.execute(sql.replace("{vals}", "vals"), args).fetchall())
+
+
+def _check_rewrites(values: list[Any]) -> int:
+    done = 0
+    for table, plan in REWRITE_PLANS:
+        for i, new in _rewritten(plan, values).items():
+            fix = plan._apply(values[i])
+            assert fix == clean.Fix(new, clean.DATE_REWRITE_RULE), (table, plan.name, values[i], new, fix)
+            done += 1
+    return done
+
+
+def test_slash_dates_sql_rewrites_are_the_rules_outcome() -> None:
+    assert _check_rewrites(SLASH_EDGES) > 0
+
+
+def test_slash_dates_sql_rewrites_what_it_should() -> None:
+    plans = {(t, p.name, p.date_decision["order"]): p for t, p in REWRITE_PLANS}  # type: ignore[index]
+    stamp, day = plans[("comments", "created_time", "day-first")], plans[("timesheets", "TS-Date", "day-first")]
+    month = plans[("comments", "created_time", "month-first")]
+    values = ["5/07/2025 10:38", "25/08/2025 6:41:09", "1/1/2025", "31/02/2025 10:00", "1/1/2025 24:00", "1/1/0999 10:00", "17/10/2026 10:00", "16/10/2026 10:00"]
+    # TODAY is 2025-10-15: created_time may be up to 366 days ahead, TS-Date 31 (not_future_days)
+    assert list(_rewritten(stamp, values).values()) == ["2025-07-05 10:38:00", "2025-08-25 06:41:09", "2025-01-01 00:00:00", "2026-10-16 10:00:00"]
+    assert _rewritten(day, ["5/07/2025", "5/07/2025 10:38", "29/02/2024", "29/02/2025", "16/11/2025", "15/11/2025"]) == {0: "2025-07-05", 2: "2024-02-29", 5: "2025-11-15"}
+    assert _rewritten(month, ["7/5/2025 10:38", "25/08/2025 10:38"]) == {0: "2025-07-05 10:38:00"}
+
+
+_SLASH_PIECES = st.sampled_from(["0", "1", "2", "3", "9", "00", "01", "09", "10", "12", "13", "19", "23", "24", "28", "29", "30", "31", "32", "59", "60", "99", "123", ""])
+
+
+@st.composite
+def _slash_like(draw: st.DrawFn) -> str:
+    sep = draw(st.sampled_from(["/", ".", "-", ":", " "]))
+    sep2 = draw(st.sampled_from([sep, sep, sep, "/", "-"]))
+    year = draw(st.sampled_from(["2025", "2024", "2100", "1999", "1000", "0999", "0000", "9999", "202", "20255"]))
+    text = draw(_SLASH_PIECES) + sep + draw(_SLASH_PIECES) + sep2 + year
+    if draw(st.booleans()):
+        text += draw(st.sampled_from([" ", "T", "  ", ""])) + draw(_SLASH_PIECES) + ":" + draw(_SLASH_PIECES)
+        if draw(st.booleans()):
+            text += ":" + draw(_SLASH_PIECES)
+    if draw(st.integers(0, 9)) == 0:
+        text = draw(st.sampled_from([" ", "x", "\n"])) + text if draw(st.booleans()) else text + draw(st.sampled_from([" ", "x", "\n", " PM"]))
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_slash_like() | st.text(alphabet=st.sampled_from(list("0123456789/.-: T")), max_size=20), min_size=1, max_size=20))
+def test_slash_dates_sql_rewrites_hypothesis(values: list[str]) -> None:
+    _check_rewrites(values)
