@@ -1103,7 +1103,13 @@ def _profile_table(
     facts = spec.facts(schema) if schema is not None else None
     declared = source.columns(name)
     names = [c for c, _ in declared]
-    rows = source.row_count(name)
+    # Rows and each column's non-NULL values in one scan where the source can (SQLite):
+    # columns holding nothing but NULL are then not read (40 of the 60 ticket columns).
+    filled_of = getattr(source, "non_null_counts", None)
+    if callable(filled_of):
+        rows, filled = filled_of(name, names)
+    else:
+        rows, filled = source.row_count(name), None
     findings: list[Finding] = []
     ps = settings.profile
     k = ps.example_keys
@@ -1138,9 +1144,15 @@ def _profile_table(
     rowid = getattr(source, "row_id_column", None)
     rowid_col = rowid(name) if (callable(rowid) and not key_cols) else None
     select = names + ([rowid_col] if rowid_col else [])
-    key_idx = [names.index(c) for c in key_cols]
     stride = 1 if full else max(1, math.ceil(rows / max(ps.sample_size, 1)))
+    # Batches are sized on every column: their bounds decide which example rows are found first.
     batch_rows = _batch_rows(source, name, select) if rows else MAX_BATCH_ROWS
+    # A column of NULLs only is counted, not read: ``feed`` of NULLs counts them and their storage.
+    nothing = {c for c in names if filled is not None and not filled[c] and c not in key_cols}
+    read_scans = [sc for sc in scans if sc.spec.name not in nothing]
+    names_read = [c for c in names if c not in nothing]
+    select = names_read + ([rowid_col] if rowid_col else [])
+    key_idx = [names_read.index(c) for c in key_cols]
     start = 0
     with Progress(f"profile {name}", rows, stream=sys.stderr if progress else _Silent()) as bar:
         for batch in source.iter_batches(name, select, batch_rows):
@@ -1158,11 +1170,15 @@ def _profile_table(
             else:
                 key_at = lambda i, start=start: start + i + 1  # noqa: E731
             first = (-start) % stride
-            for scan, col in zip(scans, cols):
+            for scan, col in zip(read_scans, cols):
                 scan.feed(col, key_at, first, stride)
             start += len(batch)
             bar.advance(len(batch))
             del cols, batch
+    for scan in scans:
+        if scan.spec.name in nothing and rows:
+            scan.nulls += rows
+            scan.storage[type(None)] += rows
 
     if key_cols and rows:
         dup_count, dup_sample = ahead.duplicate_keys(name, key_cols) if ahead is not None else source.duplicate_keys(name, key_cols, limit=k)
