@@ -186,3 +186,45 @@ def test_kind_detection_fast_path_is_detect(value) -> None:
     scan = _ColumnScan(_Spec("comments", "created_time", "TEXT", col_, settings, NOW), 5)
     for _ in range(2):  # the second time from the remembered day
         assert scan.kind_of(value) == _detect(value, scan.spec.tokens)
+
+
+def test_null_only_columns_counted_not_read(tmp_path) -> None:
+    """A column holding NULL only is counted by ``non_null_counts`` and not read: the
+    profile equals the one of a source that reads every column."""
+    import sqlite3
+
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource, quote_sqlite
+
+    path = tmp_path / "t.db"
+    con = sqlite3.connect(path)
+    for table, n in (("tickets", 300), ("comments", 700), ("timesheets", 500), ("extra", 40)):
+        names = list(contract_for(table).columns) if contract_for(table) is not None else ["a", "b", "c"]
+        con.execute(f"CREATE TABLE {quote_sqlite(table)} ({', '.join(quote_sqlite(c) for c in names)})")
+        rows = []
+        for i in range(n):
+            # Every third column NULL throughout, the others filled now and then.
+            rows.append([None if j % 3 == 0 else (i if j % 2 else f"v{i % 7}") if i % (j + 2) else None for j in range(len(names))])
+        con.executemany(f"INSERT INTO {quote_sqlite(table)} VALUES ({', '.join('?' for _ in names)})", rows)
+    con.commit()
+    con.close()
+
+    class EveryColumn:
+        """The same file, without ``non_null_counts``."""
+
+        def __init__(self, inner: SQLiteSource) -> None:
+            self.inner = inner
+            self.label = inner.label
+
+        def __getattr__(self, name: str):
+            if name == "non_null_counts":
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    with SQLiteSource(path) as source:
+        fast = profile_source(source, Settings(), now=NOW).to_json()
+        whole = profile_source(EveryColumn(source), Settings(), now=NOW).to_json()  # type: ignore[arg-type]
+    for doc in (fast, whole):
+        doc.pop("created")
+    assert fast["tables"]["tickets"]["columns"]["TKT-Ticket ID"]["null_count"] == 300
+    assert fast == whole
