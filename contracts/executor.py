@@ -19,6 +19,8 @@ import collections
 import contextlib
 import functools
 import hashlib
+import itertools
+import operator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
@@ -244,7 +246,12 @@ class _TableChecker:
         self.show_personal = settings.gate.show_personal
         self.exists = table in present_tables
         self.actual = [c for c, _ in source.columns(table)] if self.exists else []
-        self.rows = source.row_count(table) if self.exists else 0
+        # A source that groups by value (PostgreSQL) needs the row count before reading;
+        # elsewhere the stream counts the rows it reads (no count(*) scan of its own).
+        self._counted = not self.exists or hasattr(source, "value_counts")
+        self.rows = source.row_count(table) if self.exists and self._counted else 0
+        # The single key column read by the stream rose strictly (integers, no NULL): no key repeats.
+        self._key_rises = False
         self.facts = spec.facts(schema)
         global_tokens = tuple(settings.placeholder_tokens)
         extra = settings.column_placeholders.get(table, {})
@@ -277,9 +284,12 @@ class _TableChecker:
         return CheckResult(self.table, column, check, rule.severity, rule.tolerance, self.rows, self.rows, FAILED, why)
 
     def run(self) -> list[CheckResult]:
-        results = [self._row_count()]
         column_plan = self._column_plan()
         tallies = self._stream(column_plan) if self.exists else {}
+        if not self._counted:
+            self.rows = self.source.row_count(self.table)
+            self._counted = True
+        results = [self._row_count()]
         for name, col in self.schema.columns.items():
             results.extend(self._column_results(name, col, tallies.get(name)))
         if self.facts.key:  # a table declared without a key has no uniqueness to check
@@ -359,7 +369,15 @@ class _TableChecker:
         key_idx = [index[c] for c in key_cols] if has_key else []
         personal_key = [spec.is_personal(self.schema.columns[c]) for c in key_cols] if has_key else []
         offset = 0
+        # Whether the key (one integer column) rises strictly row after row: then no key
+        # repeats and ``_unique_key`` needs no GROUP BY scan of the table.
+        rising = len(key_idx) == 1
+        last: Any = None
         for batch in self.source.iter_batches(self.table, read, self.settings.gate.chunk_rows):
+            if rising:
+                keys = [row[key_idx[0]] for row in batch]
+                rising = _rises(keys, last)
+                last = keys[-1]
             def key_of(i: int, _batch=batch, _offset=offset) -> Any:
                 if not key_idx:
                     return f"row {_offset + i + 1}"
@@ -374,6 +392,9 @@ class _TableChecker:
                 values = [row[index[name]] for row in batch]
                 self._check_values(name, col, values, plan[name], key_of)
             offset += len(batch)
+        if not self._counted:
+            self.rows, self._counted = offset, True
+        self._key_rises = rising
         return plan
 
     def _check_values(self, name: str, col: pa.Column, values: list[Any], tallies: list[_Tally], key_of: Callable[[int], Any]) -> None:
@@ -628,7 +649,10 @@ class _TableChecker:
             return self._cannot_run(TABLE_COLUMN, "unique_key", rule, f"table {self.table} is missing")
         if missing:
             return self._cannot_run(TABLE_COLUMN, "unique_key", rule, f"column missing: key column(s) {', '.join(map(repr, missing))} not in table {self.table}")
-        count, keys = self.source.duplicate_keys(self.table, key, limit=self.limit)
+        if self._key_rises:
+            count, keys = 0, []
+        else:
+            count, keys = self.source.duplicate_keys(self.table, key, limit=self.limit)
         personal = [spec.is_personal(self.schema.columns[c]) for c in key]
         label = ", ".join(key)
         sample = []
@@ -695,6 +719,15 @@ def _value_counts(values: list[Any]) -> tuple[collections.Counter, dict | None, 
         return collections.Counter(values), None, _same
     keys = list(map(_typed_key, values))
     return collections.Counter(keys), dict(zip(keys, values)), _typed_key
+
+
+def _rises(keys: list[Any], last: Any) -> bool:
+    """Integers (no bool, no NULL) each above the one before, the first above ``last``."""
+    if not keys or set(map(type, keys)) != {int}:
+        return not keys
+    if last is not None and not keys[0] > last:
+        return False
+    return all(map(operator.lt, keys, itertools.islice(keys, 1, None)))
 
 
 def _first_rows(values: list[Any], keys: set, key: Callable[[Any], Any], need: int) -> list[int]:

@@ -161,3 +161,26 @@ def test_timestamp_judgement_by_day_is_the_whole_judgement(values: list[str]) ->
     judge = checker._judge_of("created_time", "timestamp", True, checker.tokens["created_time"])
     for v in values * 2:  # the second time from the remembered day
         assert judge(v) == _judge(v, "timestamp", True, checker.tokens["created_time"]), v
+
+
+@pytest.mark.parametrize("ids,repeats", [([1, 2, 3, 10, 11], 0), ([1, 2, 2, 3], 1), ([3, 2, 1], 0), ([1, None, 2], 0), ([1, 2, 5, 5.0], 1), ([1, True, 2], 1), (["1", "2"], 0)])
+def test_unique_key_from_a_rising_key_or_by_sql(tmp_path: Path, ids: list, repeats: int, monkeypatch) -> None:
+    """A single integer key that rises row after row repeats no key: no GROUP BY is asked;
+    any other key column (falling, NULL, REAL, bool, text) is asked as before."""
+    path = tmp_path / "k.db"
+    con = sqlite3.connect(path)
+    columns = list(REGISTRY["comments"].columns)
+    con.execute(f"CREATE TABLE comments ({', '.join(quote_sqlite(c) for c in columns)})")
+    con.executemany(f"INSERT INTO comments ({quote_sqlite('comment_id')}) VALUES (?)", [(i,) for i in ids])
+    con.commit()
+    con.close()
+    asked = []
+    real = SQLiteSource.duplicate_keys
+    monkeypatch.setattr(SQLiteSource, "duplicate_keys", lambda self, *a, **k: asked.append(a) or real(self, *a, **k))
+    settings = Settings(gate=GateSettings(chunk_rows=2))
+    with SQLiteSource(path) as source:
+        result = {r.id: r for r in execute(source, settings, today=TODAY, required_tables=()).results}
+    assert result["comments::*::unique_key"].failing == repeats
+    assert result["comments::*::row_count"].considered == len(ids)
+    rising = all(type(i) is int for i in ids) and ids == sorted(set(ids))
+    assert bool(asked) != rising
