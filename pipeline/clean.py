@@ -980,27 +980,44 @@ class _Builder:
         # copies the rows, joined to them, in C. Rows with a cell that fails a rule,
         # a missing required value, or long text that may need hygiene take the row
         # path below (the same code as a whole-row clean), in source order.
+        # The short-valued columns the rules and the row key read, copied once into
+        # temp.narrow (same rowids): every per-column pass below reads that instead of
+        # the source rows with their long text (one pass over the source, not one per column).
+        short = {p.name for _, p in work if p.memo is not None} | (set(key) if key_present else set())
+        narrow_cols = [c for c in columns if c in short]
+        self.conn.execute("DROP TABLE IF EXISTS temp.narrow")
+        narrow = src
+        if narrow_cols:
+            narrow = "temp.narrow"
+            listed = ", ".join(q(c) for c in narrow_cols)
+            self.conn.execute(f"CREATE TEMP TABLE narrow ({listed})")
+            self.conn.execute(f"INSERT INTO temp.narrow (rowid, {listed}) SELECT rowid, {listed} FROM {src} ORDER BY rowid")
         changed: list[tuple[int, str]] = []  # (column index, its temporary table of changed values)
-        slow_when: list[str] = []  # SQL predicates (on alias s) sending a row to the row path
+        slow_when: list[str] = []  # SQL predicates (on alias s) sending a row to the row path: on temp.narrow
+        slow_text: list[str] = []  # the same on the source (long text)
         slow_args: list[Any] = []
         for i, plan in work:
             c = f"s.{q(plan.name)}"
             if plan.required:
-                slow_when.append(f"{c} IS NULL")
+                (slow_when if plan.name in narrow_cols else slow_text).append(f"{c} IS NULL")
             if plan.memo is None:  # long text: unique values, judged row by row in SQL first
                 when, args = self._text_suspect(plan, c)
-                slow_when.append(when)
+                slow_text.append(when)
                 slow_args.extend(args)
                 continue
-            has_changed, has_bad = self._value_outcomes(table, i, plan)
+            has_changed, has_bad = self._value_outcomes(table, i, plan, narrow)
             if has_changed:
                 changed.append((i, f"temp.chg_{i}"))
             if has_bad:
                 slow_when.append(f"EXISTS (SELECT 1 FROM temp.bad_{i} b WHERE b.ty = typeof({c}) AND b.v = {c})")
+        if narrow == src:
+            slow_text, slow_when = slow_when + slow_text, []
         self.conn.execute("DROP TABLE IF EXISTS temp.slow")
         self.conn.execute("CREATE TEMP TABLE slow (rid INTEGER PRIMARY KEY)")
         if slow_when:
-            self.conn.execute(f"INSERT INTO temp.slow SELECT s.rowid FROM {src} s WHERE {' OR '.join(slow_when)}", slow_args)
+            self.conn.execute(f"INSERT INTO temp.slow SELECT s.rowid FROM {narrow} s WHERE {' OR '.join(slow_when)}")
+        if slow_text:
+            self.conn.execute(f"INSERT OR IGNORE INTO temp.slow SELECT s.rowid FROM {src} s WHERE {' OR '.join(slow_text)}", slow_args)
         # Per chunk, the changed cells of the chunk's rows are found once, into
         # temp.stage (one row per source row with a changed cell: per changed column
         # whether it changed, its old and new value and rule, and the row key of the
@@ -1017,7 +1034,7 @@ class _Builder:
         stage_insert = (
             f"INSERT INTO temp.stage SELECT s.rowid, {row_key}"
             + "".join(f", m{i}.ty IS NOT NULL, m{i}.v, m{i}.new, m{i}.rule" for i, _ in changed)
-            + f" FROM {src} s{joins} WHERE s.rowid >= ? AND s.rowid < ? AND s.rowid NOT IN (SELECT rid FROM temp.slow)"
+            + f" FROM {narrow} s{joins} WHERE s.rowid >= ? AND s.rowid < ? AND s.rowid NOT IN (SELECT rid FROM temp.slow)"
             + f" AND ({' OR '.join(f'm{i}.ty IS NOT NULL' for i, _ in changed) or '0'})"
         )
         exprs = {i: f"CASE WHEN g.h{i} THEN g.n{i} ELSE s.{q(columns[i])} END" for i, _ in changed}
@@ -1041,7 +1058,7 @@ class _Builder:
         self.conn.execute("CREATE TEMP TABLE row_audit (rid, ci, rk, name, old, new, rule)")
         slow_rows = f"SELECT rowid, {cols_sql} FROM {src} WHERE rowid IN (SELECT rid FROM temp.slow WHERE rid >= ? AND rid < ?) ORDER BY rowid"
         rows_in = rows_out = quarantined = 0
-        for lo, hi in self._chunks(src):
+        for lo, hi in self._chunks(narrow):
             stamp = _now()
             if changed:
                 self.conn.execute(stage_insert, (lo, hi))
@@ -1076,12 +1093,14 @@ class _Builder:
         self.conn.execute("DROP TABLE temp.slow")
         self.conn.execute("DROP TABLE temp.row_audit")
         self.conn.execute("DROP TABLE temp.stage")
+        self.conn.execute("DROP TABLE IF EXISTS temp.narrow")
         self.tables[table] = TableSummary(rows_in, rows_out, quarantined, 0, 0)  # changed cells: counted from the audit at the end
 
     def _chunks(self, src: str) -> Iterator[tuple[int, int]]:
         """Rowid ranges [lo, hi) of about ``batch_rows`` source rows each, in order."""
         step = self.cs.batch_rows
-        row = self.conn.execute(f"SELECT min(rowid), max(rowid) FROM {src}").fetchone()
+        # two subqueries: min and max of the rowid together would scan the table
+        row = self.conn.execute(f"SELECT (SELECT min(rowid) FROM {src}), (SELECT max(rowid) FROM {src})").fetchone()
         if row[0] is None:
             return
         lo, last = row
@@ -1091,11 +1110,12 @@ class _Builder:
             yield lo, hi
             lo = hi
 
-    def _value_outcomes(self, table: str, i: int, plan: ColumnPlan) -> tuple[bool, bool]:
+    def _value_outcomes(self, table: str, i: int, plan: ColumnPlan, rows: str | None = None) -> tuple[bool, bool]:
         """The column's rules over each distinct non-NULL value, into ``temp.chg_<i>``
         (values changed: ty, v, new, rule) and ``temp.bad_<i>`` (values sending the row
         to quarantine); whether each has rows. The values stay in SQLite (keys by id):
-        Python only reads them to judge."""
+        Python only reads them to judge. ``rows``: the table holding the column's rows
+        (default: the source table)."""
         q = quote_sqlite
         c = q(plan.name)
         conn = self.conn
@@ -1105,7 +1125,7 @@ class _Builder:
         kept, args = plan.kept_sql if plan.kept_sql is not None else ("0", [])
         kept = kept.replace("{c}", c)
         conn.execute(
-            f"INSERT INTO temp.vals (ty, v) SELECT DISTINCT typeof({c}), {c} FROM src.{q(table)} WHERE {c} IS NOT NULL AND NOT coalesce({kept}, 0)", args
+            f"INSERT INTO temp.vals (ty, v) SELECT DISTINCT typeof({c}), {c} FROM {rows or 'src.' + q(table)} WHERE {c} IS NOT NULL AND NOT coalesce({kept}, 0)", args
         )
         conn.execute("CREATE TEMP TABLE outcomes (id INTEGER PRIMARY KEY, new, rule TEXT, bad INTEGER)")
         any_changed = any_bad = False
@@ -1153,8 +1173,10 @@ class _Builder:
         (and some it will not): NUL, CR, a run of blank lines longer than the cap, no
         letter or digit at all (blank), a placeholder token inside."""
         cs = self.cs
-        # GLOB with literal characters is a fast scan in SQLite; instr() the slow one,
-        # for NUL (a GLOB pattern cannot hold it), last.
+        # GLOB with literal characters is a fast scan in SQLite; instr() a slow one (it
+        # counts characters as it goes). A GLOB pattern cannot hold NUL, and GLOB stops
+        # at the first NUL of a text: text holding NUL is told by printf('%s'), which
+        # also stops there, coming back shorter in bytes (3x faster than instr).
         tests = [f"{c} GLOB ?", f"{c} GLOB ?", f"{c} GLOB ?", f"NOT {c} GLOB '*[0-9A-Za-z]*'"]
         # CR; a run of more than max_blank_lines blank lines: that many + 2 line breaks
         # in a row, or a line break followed by a space or a tab
@@ -1162,7 +1184,7 @@ class _Builder:
         for tok in sorted(plan.keep_tokens | plan.tokens):
             tests.append(f"instr({c}, ?) > 0")
             args.append(tok)
-        tests.append(f"instr({c}, char(0)) > 0")
+        tests.append(f"length(CAST(printf('%s', {c}) AS BLOB)) < length(CAST({c} AS BLOB))")
         return f"(typeof({c}) = 'text' AND ({' OR '.join(tests)}))", args
 
     @staticmethod
