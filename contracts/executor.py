@@ -19,8 +19,6 @@ import collections
 import contextlib
 import functools
 import hashlib
-import itertools
-import operator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
@@ -32,7 +30,7 @@ from contracts import spec
 from contracts.schemas import DATA_TABLES, REGISTRY
 from pipeline.config import Settings
 from pipeline.dates import is_iso_date, is_iso_timestamp
-from pipeline.sources import Source
+from pipeline.sources import Source, rising_integers
 from pipeline.values import conforms, is_blank, is_placeholder, placeholder_set, to_number
 
 PASSED, FAILED, WARNED = "passed", "failed", "warned"
@@ -376,7 +374,7 @@ class _TableChecker:
         for batch in self.source.iter_batches(self.table, read, self.settings.gate.chunk_rows):
             if rising:
                 keys = [row[key_idx[0]] for row in batch]
-                rising = _rises(keys, last)
+                rising = rising_integers(keys, last)
                 last = keys[-1]
             def key_of(i: int, _batch=batch, _offset=offset) -> Any:
                 if not key_idx:
@@ -719,15 +717,6 @@ def _value_counts(values: list[Any]) -> tuple[collections.Counter, dict | None, 
         return collections.Counter(values), None, _same
     keys = list(map(_typed_key, values))
     return collections.Counter(keys), dict(zip(keys, values)), _typed_key
-
-
-def _rises(keys: list[Any], last: Any) -> bool:
-    """Integers (no bool, no NULL) each above the one before, the first above ``last``."""
-    if not keys or set(map(type, keys)) != {int}:
-        return not keys
-    if last is not None and not keys[0] > last:
-        return False
-    return all(map(operator.lt, keys, itertools.islice(keys, 1, None)))
 
 
 def _first_rows(values: list[Any], keys: set, key: Callable[[Any], Any], need: int) -> list[int]:

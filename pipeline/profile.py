@@ -67,7 +67,7 @@ from pipeline.dates import DateFormatDecision, DateFormatVote, DateParseError, O
 from pipeline.errors import ConfigError, InputFileError
 from pipeline.findings import CODES, ColumnProfile, Finding, ProfileResult, TableProfile
 from pipeline.observe import Progress, stage_trace
-from pipeline.sources import Source, SQLiteSource, sha256_file
+from pipeline.sources import Source, SQLiteSource, rising_integers, sha256_file
 from pipeline.values import conforms, detect_kind, placeholder_set, to_integer, to_number
 
 log = logging.getLogger(__name__)
@@ -1050,6 +1050,7 @@ class _DuplicatesAhead:
         self.source = source
         self.limit = limit
         self.futures: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self.deferred: set[tuple[str, tuple[str, ...]]] = set()
         self.pool: Any = None
         if type(source) is not SQLiteSource:
             return
@@ -1073,11 +1074,31 @@ class _DuplicatesAhead:
             with SQLiteSource(path) as own:  # a connection of the thread's own
                 return own.duplicate_keys(table, list(key), limit=limit)
 
+        self.ask = ask
         for table, key in jobs:
-            self.futures[(table, key)] = self.pool.submit(ask, table, key)
+            if len(key) == 1:
+                # Asked only once the pass finds the key not rising (``start``): a key
+                # column of integers rising row after row repeats no key.
+                self.deferred.add((table, key))
+            else:
+                self.futures[(table, key)] = self.pool.submit(ask, table, key)
 
-    def duplicate_keys(self, table: str, key: Sequence[str]) -> tuple[int, list[tuple]]:
-        future = self.futures.pop((table, tuple(key)), None)
+    def start(self, table: str, key: Sequence[str]) -> None:
+        """Ask a deferred question now (the key did not rise): beside the rest of the pass."""
+        job = (table, tuple(key))
+        if job in self.deferred:
+            self.deferred.discard(job)
+            self.futures[job] = self.pool.submit(self.ask, *job)
+
+    def duplicate_keys(self, table: str, key: Sequence[str], rose: bool = False) -> tuple[int, list[tuple]]:
+        """``rose``: the pass read the single key column rising (``rising_integers``) throughout."""
+        job = (table, tuple(key))
+        if job in self.deferred:
+            self.deferred.discard(job)
+            if rose:
+                return 0, []
+            return self.source.duplicate_keys(table, key, limit=self.limit)
+        future = self.futures.pop(job, None)
         if future is not None:
             return future.result()
         return self.source.duplicate_keys(table, key, limit=self.limit)
@@ -1154,9 +1175,16 @@ def _profile_table(
     select = names_read + ([rowid_col] if rowid_col else [])
     key_idx = [names_read.index(c) for c in key_cols]
     start = 0
+    # A single key column rising row after row (``rising_integers``) repeats no key.
+    rising, last_key = len(key_idx) == 1, None
     with Progress(f"profile {name}", rows, stream=sys.stderr if progress else _Silent()) as bar:
         for batch in source.iter_batches(name, select, batch_rows):
             cols = list(zip(*batch))
+            if rising:
+                rising = rising_integers(cols[key_idx[0]], last_key)
+                last_key = cols[key_idx[0]][-1]
+                if not rising and ahead is not None:
+                    ahead.start(name, key_cols)
             if key_idx:
                 kc = [cols[i] for i in key_idx]
                 if len(kc) == 1:
@@ -1181,7 +1209,7 @@ def _profile_table(
             scan.storage[type(None)] += rows
 
     if key_cols and rows:
-        dup_count, dup_sample = ahead.duplicate_keys(name, key_cols) if ahead is not None else source.duplicate_keys(name, key_cols, limit=k)
+        dup_count, dup_sample = ahead.duplicate_keys(name, key_cols, rose=rising) if ahead is not None else source.duplicate_keys(name, key_cols, limit=k)
         if dup_count:
             rule = facts.key_rule  # type: ignore[union-attr]
             findings.insert(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
+import operator
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
@@ -64,6 +66,16 @@ class Source(Protocol):
         """(orphan rows, rows with a reference, a sample of orphan values)."""
 
     def close(self) -> None: ...
+
+
+def rising_integers(keys: Sequence[Any], last: Any = None) -> bool:
+    """Integers (no bool, no NULL), each above the one before, the first above ``last``:
+    a key column read so in rowid order repeats no key (``duplicate_keys`` finds none)."""
+    if not keys or set(map(type, keys)) != {int}:
+        return not keys
+    if last is not None and not keys[0] > last:
+        return False
+    return all(map(operator.lt, keys, itertools.islice(keys, 1, None)))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

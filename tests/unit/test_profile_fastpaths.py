@@ -228,3 +228,30 @@ def test_null_only_columns_counted_not_read(tmp_path) -> None:
         doc.pop("created")
     assert fast["tables"]["tickets"]["columns"]["TKT-Ticket ID"]["null_count"] == 300
     assert fast == whole
+
+
+@pytest.mark.parametrize("ids,repeats", [(list(range(1, 900)), 0), ([*range(1, 600), 5, *range(600, 900)], 1), ([*range(900, 1, -1)], 0), ([*range(1, 400), None, *range(400, 900)], 0), ([*range(1, 900), 899.0], 1)])
+def test_duplicate_keys_of_a_rising_key_not_asked(tmp_path, ids: list, repeats: int, monkeypatch) -> None:
+    """A single integer key read rising throughout repeats no key: the profile asks no
+    GROUP BY; a key that falls back, holds NULL or REAL is asked (beside the pass)."""
+    import sqlite3
+
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource, quote_sqlite
+
+    path = tmp_path / "k.db"
+    con = sqlite3.connect(path)
+    columns = list(contract_for("comments").columns)
+    con.execute(f"CREATE TABLE comments ({', '.join(quote_sqlite(c) for c in columns)})")
+    con.executemany(f"INSERT INTO comments ({quote_sqlite('comment_id')}, {quote_sqlite('team')}) VALUES (?, ?)", [(i, "t" * 20_000) for i in ids])
+    con.commit()
+    con.close()
+    asked = []
+    real = SQLiteSource.duplicate_keys
+    monkeypatch.setattr(SQLiteSource, "duplicate_keys", lambda self, *a, **k: asked.append(a) or real(self, *a, **k))
+    with SQLiteSource(path) as source:
+        result = profile_source(source, Settings(), now=NOW)
+    found = [f for f in result.findings if f.code == "DUPLICATE_KEYS"]
+    assert (found[0].count if found else 0) == repeats
+    rising = all(type(i) is int for i in ids) and ids == sorted(set(ids))
+    assert bool(asked) != rising
