@@ -882,10 +882,17 @@ class _Builder:
                     self._copy_verbatim(table)
                 else:
                     self._clean_table(table, schema)
+        self.conn.execute("DROP TABLE IF EXISTS temp.dropped_rows")
+        self.conn.execute("CREATE TEMP TABLE dropped_rows (tbl TEXT, rid INTEGER, PRIMARY KEY (tbl, rid)) WITHOUT ROWID")
         for table in tables:
             schema = REGISTRY.get(table)
             if schema is not None and table not in VERBATIM_TABLES:
                 self._resolve_duplicates(table, schema)
+        self.conn.execute(
+            f"DELETE FROM {AUDIT_TABLE} WHERE run_id = ? AND (table_name, source_rowid) IN (SELECT tbl, rid FROM temp.dropped_rows)",
+            (self.run_id,),
+        )
+        self.conn.execute("DROP TABLE temp.dropped_rows")
         self._count_changes()
         self.conn.execute("COMMIT")
 
@@ -1305,13 +1312,22 @@ class _Builder:
         else:
             order = "rowid ASC"
             why = "kept the first row of the export"
+        # The key and modified columns copied once (same rowids): the groups and the
+        # window below read them twice, not the output rows with their long text.
+        ordered = [*facts.key, *([facts.modified_column] if facts.modified_column in have and facts.modified_column not in facts.key else [])]
+        listed = ", ".join(q(c) for c in ordered)
+        self.conn.execute("DROP TABLE IF EXISTS temp.dupkeys")
+        self.conn.execute(f"CREATE TEMP TABLE dupkeys ({listed})")
+        self.conn.execute(f"INSERT INTO temp.dupkeys (rowid, {listed}) SELECT rowid, {listed} FROM {t} WHERE {not_null}")
+        keys_groups = f"SELECT {part} FROM temp.dupkeys GROUP BY {part} HAVING count(*) > 1"
         self.conn.execute("DROP TABLE IF EXISTS temp.dropped")
         self.conn.execute("CREATE TEMP TABLE dropped (rid INTEGER PRIMARY KEY)")
         self.conn.execute(
             f"INSERT INTO temp.dropped SELECT rid FROM ("
             f"SELECT rowid AS rid, row_number() OVER (PARTITION BY {part} ORDER BY {order}) AS rn "
-            f"FROM {t} WHERE {not_null} AND ({part}) IN ({dup_groups})) WHERE rn > 1"
+            f"FROM temp.dupkeys WHERE ({part}) IN ({keys_groups})) WHERE rn > 1"
         )
+        self.conn.execute("DROP TABLE temp.dupkeys")
         dropped = self.conn.execute("SELECT count(*) FROM temp.dropped").fetchone()[0]
         if not dropped:
             self.conn.execute("DROP TABLE temp.dropped")
@@ -1333,11 +1349,9 @@ class _Builder:
                     for r in originals
                 ],
             )
-        # Audit rows describe cells of the output: the dropped rows' go with them.
-        self.conn.execute(
-            f"DELETE FROM {AUDIT_TABLE} WHERE run_id = ? AND table_name = ? AND source_rowid IN (SELECT rid FROM temp.dropped)",
-            (self.run_id, table),
-        )
+        # Audit rows describe cells of the output: the dropped rows' go with them (for
+        # all tables at once at the end of the build: one pass over the audit rows).
+        self.conn.execute("INSERT INTO temp.dropped_rows SELECT ?, rid FROM temp.dropped", (table,))
         self.conn.execute(f"DELETE FROM {t} WHERE rowid IN (SELECT rid FROM temp.dropped)")
         self.conn.execute("DROP TABLE temp.dropped")
         self.quarantined[(table, Q_DUPLICATE)] += dropped
