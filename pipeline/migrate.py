@@ -70,7 +70,7 @@ import threading
 import time
 import zlib
 from decimal import Decimal, InvalidOperation
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import repeat
 from operator import ne
@@ -889,6 +889,26 @@ class _ReadAhead:
         self._thread.join()
 
 
+@dataclass
+class _Copied:
+    """A table whose rows are in, its transaction still open: what finishing it needs."""
+
+    schema: str
+    plan: TablePlan
+    rejects: Rejects
+    conn: "psycopg.Connection"
+    lite: sqlite3.Connection
+    rare: "_SourceRows"
+    keep: list[str]  # SQLite conditions of the rows loaded (for the duplicate search)
+    outcome: LoadOutcome
+    started: float
+
+    def close(self) -> None:
+        self.conn.close()
+        self.lite.close()
+        self.rare.close()
+
+
 def load_table(
     conninfo: str,
     source: Path,
@@ -902,6 +922,24 @@ def load_table(
     progress: Progress | None = None,
 ) -> LoadOutcome:
     """Create ``schema.plan``, stream the SQLite rows into it by COPY, then add its key and indexes."""
+    return _finish_table(
+        _copy_table(conninfo, source, schema, plan, rejects, where=where, batch_rows=batch_rows, data_dir=data_dir, progress=progress)
+    )
+
+
+def _copy_table(
+    conninfo: str,
+    source: Path,
+    schema: str,
+    plan: TablePlan,
+    rejects: Rejects,
+    *,
+    where: str | None = None,
+    batch_rows: int = 10_000,
+    data_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> _Copied:
+    """Create ``schema.plan`` and stream the SQLite rows into it by COPY (not committed)."""
     from psycopg import sql
 
     started = time.monotonic()
@@ -979,9 +1017,30 @@ def load_table(
             if progress is not None:
                 progress.advance(len(batch))
 
+        outcome.phases["copy"] = round(time.monotonic() - started, 3)
+    except BaseException:
+        for thread in (reader, scan):  # the hashing thread, then the SQLite reader, before SQLite closes
+            if thread is not None:
+                thread.close()
+        conn.close()
+        lite.close()
+        rare.close()
+        raise
+    finally:
+        for thread in (reader, scan):
+            if thread is not None:
+                thread.close()
+    return _Copied(schema, plan, rejects, conn, lite, rare, keep, outcome, started)
+
+
+def _finish_table(copied: _Copied) -> LoadOutcome:
+    """The key, the indexes, COMMIT and ANALYZE of a copied table; its connections closed."""
+    from psycopg import sql
+
+    schema, plan, conn, outcome = copied.schema, copied.plan, copied.conn, copied.outcome
+    try:
         mark = time.monotonic()
-        outcome.phases["copy"] = round(mark - started, 3)
-        _add_key(conn, schema, plan, lite, keep, outcome, rejects)
+        _add_key(conn, schema, plan, copied.lite, copied.keep, outcome, copied.rejects)
         outcome.phases["key"] = round(time.monotonic() - mark, 3)
         mark = time.monotonic()
         for statement in create_indexes(schema, plan):
@@ -993,14 +1052,8 @@ def load_table(
         conn.execute(sql.SQL("ANALYZE {}").format(qualified(schema, plan.name)))
         outcome.phases["analyze"] = round(time.monotonic() - mark, 3)
     finally:
-        if reader is not None:
-            reader.close()  # the hashing thread, then the SQLite reader, before SQLite closes
-        if scan is not None:
-            scan.close()
-        conn.close()
-        lite.close()
-        rare.close()
-    outcome.seconds = time.monotonic() - started
+        copied.close()
+    outcome.seconds = time.monotonic() - copied.started
     return outcome
 
 
@@ -1463,26 +1516,30 @@ def load_schema(
     # Measured on a busy 2-core machine, parallel loads were no faster: use spare cores only.
     workers = parallel if parallel > 0 else max(1, (os.cpu_count() or 1) - 1)
     workers = max(1, min(workers, 3, len(plans)))
-    with _no_cyclic_gc(), Progress(label) as progress, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool:
-        futures = {
-            plan.name: pool.submit(
-                load_table,
-                conninfo,
-                source,
-                schema,
-                plan,
-                rejects,
-                where=(where or {}).get(plan.name),
-                batch_rows=batch_rows,
-                data_dir=data_dir,
-                progress=progress,
+    # A copied table is finished (key, indexes, COMMIT, ANALYZE: server work) on a thread of
+    # its own while the next table's rows stream in: the client is not idle meanwhile.
+    with (
+        _no_cyclic_gc(),
+        Progress(label) as progress,
+        ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="finish") as finishing,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
+    ):
+
+        def load(plan: TablePlan) -> "Future[LoadOutcome]":
+            copied = _copy_table(
+                conninfo, source, schema, plan, rejects, where=(where or {}).get(plan.name), batch_rows=batch_rows, data_dir=data_dir, progress=progress
             )
-            for plan in plans
-        }
+            try:
+                return finishing.submit(_finish_table, copied)
+            except BaseException:
+                copied.close()
+                raise
+
+        futures = {plan.name: pool.submit(load, plan) for plan in plans}
         outcomes = {}
         try:
             for plan in plans:
-                outcomes[plan.name] = futures[plan.name].result()
+                outcomes[plan.name] = futures[plan.name].result().result()
         except BaseException:
             for future in futures.values():
                 future.cancel()
