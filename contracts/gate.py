@@ -44,6 +44,36 @@ class GateVerdict:
         return [f[0] for f in self.failed]
 
 
+# The gate's own pytest plugin (the module of its ``pytest11`` entry point).
+GATE_PLUGIN = "contracts.plugin"
+
+
+@contextlib.contextmanager
+def _gate_plugin_only() -> Any:
+    """pytest with the gate's plugin only: ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` while it runs
+    (the plugin is then named with ``-p``).
+
+    The gate uses no other plugin, and autoloading them costs ~1-2 s of CPU in a first
+    run in a process: pytest marks every module of every plugin's distribution for
+    assertion rewriting, so hypothesis (imported by pandera's check backends during the
+    gate) and the modules of pytest-postgresql, pytest-benchmark and typeguard are
+    rewritten, not just imported (with PYTHONDONTWRITEBYTECODE=1 nothing is cached).
+    Left as it was when ``PYTEST_ADDOPTS`` is set: it may name other plugins' options,
+    which pytest would then refuse."""
+    if os.environ.get("PYTEST_ADDOPTS", "").strip():
+        yield []
+        return
+    before = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield ["-p", GATE_PLUGIN]
+    finally:
+        if before is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = before
+
+
 def run_gate(
     source: Path | None = None,
     *,
@@ -133,11 +163,12 @@ def run_gate(
         os.chdir(root)
         plugins = [_GivenProfile(profile)] if profile is not None and source is not None else []
         try:
-            if echo:
-                exit_code = int(pytest.main(args, plugins=plugins))
-            else:
-                with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-                    exit_code = int(pytest.main(args, plugins=plugins))
+            with _gate_plugin_only() as load:
+                if echo:
+                    exit_code = int(pytest.main([*load, *args], plugins=plugins))
+                else:
+                    with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+                        exit_code = int(pytest.main([*load, *args], plugins=plugins))
         finally:
             os.chdir(cwd)
         log_tail = "" if echo else _tail(log_path)

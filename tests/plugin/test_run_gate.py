@@ -203,3 +203,21 @@ def test_gate_on_a_postgresql_schema(pg_dsn: str, pytester: pytest.Pytester) -> 
     result = pytester.runpytest_subprocess("--target", pg_dsn, "--schema", schema, "-rf")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["FAILED tickets::TKT-Status::allowed_values - 1 of 10 values*"])
+
+
+def test_only_the_gate_plugin_is_loaded(gate_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate's pytest loads its own plugin only (other installed plugins cost ~1 s and
+    are of no use to it), and leaves the environment as it found it; with PYTEST_ADDOPTS
+    set (it may name other plugins' options) every plugin loads as before."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    log = tmp_path / "gate.log"
+    db = gate_db()
+    verdict = run_gate(db, output=log)
+    assert verdict.passed
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in os.environ
+    header = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("plugins:")]
+    assert header == []  # pytest lists the entry-point plugins it loaded: none
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    verdict = run_gate(db, output=log)
+    assert verdict.passed
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in os.environ
