@@ -267,28 +267,29 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-class _BackgroundFsync:
-    """``_fsync_path`` in a thread: the finished output is made durable while its gate
-    reads it (the gate only reads). ``wait`` joins it and raises its error; the output
-    must not be renamed into place before ``wait`` returned."""
+class _Background:
+    """``fn(*args)`` in a thread; ``wait`` joins it and returns its result or raises its
+    error. For work that needs no Python while it runs (fsync, hashing: both release
+    the GIL), done beside the build or the gate instead of before or after them."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.result: Any = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="clean-fsync", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(fn, args), name=f"clean-{fn.__name__}", daemon=True)
         self.thread.start()
 
-    def _run(self) -> None:
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
-            _fsync_path(self.path)
+            self.result = fn(*args)
         except BaseException as exc:  # raised by ``wait``, in the caller's thread
             self.error = exc
 
-    def wait(self) -> None:
+    def wait(self) -> Any:
         self.thread.join()
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+        return self.result
 
 
 # --- the column fixers ----------------------------------------------------------------------
@@ -1429,8 +1430,12 @@ def profile_from_json(data: dict[str, Any]) -> Any:
         ) from None
 
 
-def _given_profile(config: CleanConfig, source_path: Path, source_sha: str) -> Any:
-    """The caller's Gate 1 profile of the source, or None when it cannot stand for one made now."""
+def _given_profile(config: CleanConfig, source_path: Path, source_sha: str | None) -> Any:
+    """The caller's Gate 1 profile of the source, or None when it cannot stand for one made now.
+
+    ``source_sha`` None: the source's SHA-256 is not known yet; the caller compares it
+    with the profile's ``source_sha256`` once it is (``_profile_made_of_another_file``).
+    """
     given = config.profile
     if given is None:
         return None
@@ -1442,8 +1447,10 @@ def _given_profile(config: CleanConfig, source_path: Path, source_sha: str) -> A
             log.warning("the given profile %s is not used (%s): profiling %s again", path, exc, source_path)
             return None
     why = None
-    if given.source_sha256 != source_sha:
-        why = "it was made of another file (SHA-256 differs)" if given.source_sha256 else "it does not record the source's SHA-256"
+    if not given.source_sha256:
+        why = "it does not record the source's SHA-256"
+    elif source_sha is not None and given.source_sha256 != source_sha:
+        why = "it was made of another file (SHA-256 differs)"
     else:
         with SQLiteSource(source_path) as source:
             present = source.tables()
@@ -1455,6 +1462,14 @@ def _given_profile(config: CleanConfig, source_path: Path, source_sha: str) -> A
         log.warning("the given profile is not used, %s: profiling %s again", why, source_path)
         return None
     return given
+
+
+def _profile_made_of_another_file(profile: Any, source_path: Path, source_sha: str) -> bool:
+    """True (with the warning) when a given profile, used before the source's SHA-256 was known, is of another file."""
+    if profile.source_sha256 == source_sha:
+        return False
+    log.warning("the given profile is not used, it was made of another file (SHA-256 differs): profiling %s again", source_path)
+    return True
 
 
 def _refuse_broken_source(profile: Any, settings: Settings) -> None:
@@ -1648,7 +1663,7 @@ def _export_audit(db: Path, run_id: str, target: Path) -> int:
 # --- the stage ----------------------------------------------------------------------------------
 
 
-def _abandon(durable: _BackgroundFsync | None) -> None:
+def _abandon(durable: _Background | None) -> None:
     """Wait for a background fsync of an output that is thrown away; its error no longer matters."""
     if durable is not None:
         try:
@@ -1694,7 +1709,10 @@ def run(config: CleanConfig) -> CleanResult:
         remove_stale_temps(audit_path)
     temp = temp_path_for(out)
     audit_temp = temp_path_for(audit_path) if audit_path is not None else None
-    source_sha = sha256_file(source_path)
+    # The source's SHA-256 (for the result, and to tell that a given profile is of this
+    # very file) is computed beside the build: hashing 350 MB takes ~1 s at 260K rows.
+    hashing = _Background(sha256_file, source_path)
+    source_sha: str | None = None
     phases: dict[str, float] = {}
     gate2 = config.gate_report is not None or config.gate_junitxml is not None
     verdict = None
@@ -1705,28 +1723,49 @@ def run(config: CleanConfig) -> CleanResult:
             remove_stale_temps(Path(path))
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None
-        durable: _BackgroundFsync | None = None
+        durable: _Background | None = None
         try:
             mark = time.monotonic()
-            before = _given_profile(config, source_path, source_sha)
+            before = _given_profile(config, source_path, None)
+            unconfirmed = before is not None  # a given profile whose SHA-256 is compared once the hash is ready
             if before is None:
                 log.info("profiling %s (run %s)", source_path, run_id)
                 before = _profile(source_path, settings, today, config.progress)
             else:
                 log.info("using the given Gate 1 profile of %s (run %s)", source_path, run_id)
             phases["profile_source"] = time.monotonic() - mark
-            _refuse_broken_source(before, settings)
-            mark = time.monotonic()
-            with SQLiteSource(source_path) as source:
-                builder = _Builder(config, source, temp, run_id, today, before)
+            while True:
+                refused: GateFailed | None = None
                 try:
-                    builder.build()
-                finally:
-                    builder.close()
-            phases["build"] = time.monotonic() - mark
+                    _refuse_broken_source(before, settings)
+                except GateFailed as exc:
+                    refused = exc
+                mark = time.monotonic()
+                if refused is None:
+                    with SQLiteSource(source_path) as source:
+                        builder = _Builder(config, source, temp, run_id, today, before)
+                        try:
+                            builder.build()
+                        finally:
+                            builder.close()
+                phases["build"] = time.monotonic() - mark
+                source_sha = hashing.wait()
+                if unconfirmed:
+                    unconfirmed = False
+                    if _profile_made_of_another_file(before, source_path, source_sha):
+                        # cleaned by the profile of another file: thrown away, done again
+                        _unlink_family(temp)
+                        mark = time.monotonic()
+                        before = _profile(source_path, settings, today, config.progress)
+                        phases["profile_source"] = time.monotonic() - mark
+                        continue
+                if refused is not None:
+                    raise refused
+                break
+            assert builder is not None
             # The output must be on disk before its rename; the fsync runs while the gate
             # reads the file, and is waited for (its error raised) before the rename.
-            durable = _BackgroundFsync(temp)
+            durable = _Background(_fsync_path, temp)
             log.info("profiling the cleaned copy and checking it against the contracts")
             rows_out = sum(t.rows_out for t in builder.tables.values())
             if gate2:
@@ -1816,7 +1855,7 @@ def run(config: CleanConfig) -> CleanResult:
         run_id=run_id,
         source=str(source_path),
         out=str(out),
-        source_sha256=source_sha,
+        source_sha256=source_sha,  # type: ignore[arg-type]
         tables=dict(builder.tables),
         changes=changes,
         quarantine=quarantine,
