@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -474,7 +473,9 @@ class _TableChecker:
         day: the same verdict as ``_judge``, without a regex and a parse per row."""
         if k != "timestamp" or not type_checked:
             return lambda v: _judge(v, k, type_checked, tokens)
-        clock = _clock_times()
+        from pipeline.profile import iso_clock_times
+
+        clock = iso_clock_times()
         days = self._days.setdefault(name, {})
 
         def judge(v: Any) -> tuple[bool, bool, bool]:
@@ -737,12 +738,6 @@ def _first_rows(values: list[Any], keys: set, key: Callable[[Any], Any], need: i
                 if len(out) >= need:
                     break
     return out
-
-
-@functools.cache
-def _clock_times() -> frozenset[str]:
-    """Every valid ``HH:MM:SS`` time of day (86,400 strings)."""
-    return frozenset(f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60))
 
 
 def _describe_check(check: pa.Check) -> str:
