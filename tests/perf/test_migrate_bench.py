@@ -16,8 +16,12 @@ Measured in one run, same server, same SQLite file:
   a child process, with its peak memory. The floor and our load alternate
   (``SERVICEDESK_BENCH_ROUNDS`` rounds, default 2: floor, load, floor, load) because
   the machine is shared; the ratio reported is the median of the rounds' ratios;
-- ``gate``: a whole ``migrate.run`` (canary, load, counts and checksums, dashboard
-  queries, cut-over; the pytest contract run and the pg_dump left out) in a child;
+- ``gate``: a whole ``migrate.run`` in a child: canary (its load, checksums, dashboard
+  queries and contract run on PostgreSQL), the load, the validation (counts, checksums,
+  dashboard queries, the pytest contract run on PostgreSQL with its quality score) and
+  the cut-over. The source's own score is handed over as ``servicedesk-etl run`` hands
+  Gate 2's over (computed before the clock starts); no ``pg_dump`` (there is no live
+  schema on a first run);
 - pgloader (``test_migrate_against_pgloader``): the Debian package's ``pgloader`` on
   the same SQLite file into the same server, alternating with our load; skipped, with
   the reason, where pgloader is not installed.
@@ -137,8 +141,14 @@ if mode == "load":
     rows = sum(o.loaded_rows for o in outcomes.values())
     extra = {name: o.phases for name, o in outcomes.items()}
 else:
+    from contracts.gate import run_gate
     from pipeline.migrate import MigrateConfig, run
-    result = run(MigrateConfig(source=Path(source), target=dsn, schema=schema, contracts=False, backup=False, preflight=False))
+    from pipeline.sources import sha256_file
+    # Gate 2's score of the cleaned file, handed over as `servicedesk-etl run` does (not timed).
+    score, sha = run_gate(source=Path(source), quality_threshold=0.0).quality, sha256_file(Path(source))
+    started = time.perf_counter()
+    result = run(MigrateConfig(source=Path(source), target=dsn, schema=schema, backup=False, preflight=False, source_score=score, source_score_sha256=sha))
+    assert result.scores["target"] >= score, result.scores
     rows = result.rows
     extra = result.timings
 seconds = time.perf_counter() - started
