@@ -1161,9 +1161,18 @@ def _profile_table(
     names = [c for c, _ in declared]
     # Rows and each column's non-NULL values in one scan where the source can (SQLite):
     # columns holding nothing but NULL are then not read (40 of the 60 ticket columns).
+    # The references checked for orphans: their counts come in the same scan there.
+    references = [
+        ref for ref in (facts.references if facts is not None else ())
+        if ref.column in names and ref.target_table in present
+        and ref.target_column in [c for c, _ in source.columns(ref.target_table)]
+    ]
     filled_of = getattr(source, "non_null_counts", None)
+    orphan_counts: list | None = None
     if callable(filled_of):
-        rows, filled = filled_of(name, names)
+        rows, filled, orphan_counts = filled_of(
+            name, names, [(r.column, r.target_table, r.target_column, r.ignore) for r in references]
+        )
     else:
         rows, filled = source.row_count(name), None
     findings: list[Finding] = []
@@ -1188,12 +1197,12 @@ def _profile_table(
     duplicates_at = len(findings)
     orphan_results = []
     if facts is not None and rows:
-        for ref in facts.references:
-            if ref.column not in names or ref.target_table not in present:
-                continue
-            if ref.target_column not in [c for c, _ in source.columns(ref.target_table)]:
-                continue
-            count, total, sample = source.orphans(name, ref.column, ref.target_table, ref.target_column, ref.ignore, limit=k)
+        for i, ref in enumerate(references):
+            if orphan_counts is None:
+                count, total, sample = source.orphans(name, ref.column, ref.target_table, ref.target_column, ref.ignore, limit=k)
+            else:
+                count, total = orphan_counts[i]
+                sample = source.orphan_sample(name, ref.column, ref.target_table, ref.target_column, ref.ignore, limit=k) if count else []  # type: ignore[attr-defined]
             orphan_results.append((ref, count, total, sample))
             by_name[ref.column].spec.orphan_values = frozenset(v for v in sample if _hashable(v))
 

@@ -45,3 +45,23 @@ def test_invalid_utf8_reads_as_the_lenient_decoder(tmp_path: Path, bad_at: list[
         assert all(0 < len(b) <= batch_rows for b in batches)
         # The lenient connection still serves the other questions.
         assert source.row_count("t") == 50
+
+
+@pytest.mark.parametrize("ignore", [(), (0,), (0, "x")])
+def test_non_null_counts_count_orphans_as_orphans_does(tmp_path: Path, ignore: tuple) -> None:
+    path = tmp_path / "o.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE target (id, other)")
+    con.executemany("INSERT INTO target VALUES (?, ?)", [(i, None) for i in range(1, 20)] + [(None, 1), ("7", 2)])
+    con.execute("CREATE TABLE t (ref, empty, txt)")
+    values = [1, 5, 0, None, 99, "7", "x", 7.0, 19, 20, 0, None, 3]
+    con.executemany("INSERT INTO t VALUES (?, NULL, ?)", [(v, f"r{i}") for i, v in enumerate(values * 5)])
+    con.commit()
+    con.close()
+    with SQLiteSource(path) as source:
+        rows, filled, counted = source.non_null_counts("t", ["ref", "empty", "txt"], [("ref", "target", "id", ignore), ("txt", "target", "id", ())])
+        assert (rows, filled) == (len(values) * 5, {"ref": 55, "empty": 0, "txt": 65})
+        expected = [source.orphans("t", "ref", "target", "id", ignore, limit=3), source.orphans("t", "txt", "target", "id", (), limit=3)]
+        assert counted == [(count, total) for count, total, _ in expected]
+        assert source.orphan_sample("t", "ref", "target", "id", ignore, limit=3) == expected[0][2]
+        assert source.non_null_counts("t", []) == (65, {}, [])
