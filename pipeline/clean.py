@@ -823,6 +823,10 @@ class _Builder:
         self.conn.execute(f"PRAGMA page_size = {OUTPUT_PAGE_SIZE}")
         self.conn.execute("PRAGMA cache_size = -32768")
         self.conn.execute("PRAGMA temp_store = FILE")
+        # The working tables (temp.narrow, the stage, the distinct values) spill to a
+        # file past this cache, as the output does past its own: bounded either way, but
+        # SQLite's 2 MB default made them write and read back most of their pages.
+        self.conn.execute("PRAGMA temp.cache_size = -32768")
         self.changes: Counter[tuple[str, str, str]] = Counter()
         self.quarantined: Counter[tuple[str, str]] = Counter()
         self.tables: dict[str, TableSummary] = {}
