@@ -89,10 +89,23 @@ def test_contract_checks_in_a_second_process_give_the_same_result(raw_db: Path, 
     assert (tmp_path / "clean.db").exists()
 
 
-def test_a_failing_contract_process_fails_the_run_and_leaves_nothing(raw_db: Path, tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("how", ["spawned", "forked"])
+def test_a_failing_contract_process_fails_the_run_and_leaves_nothing(raw_db: Path, tmp_path: Path, monkeypatch, how: str):
+    import os
+
+    from contracts import report
+
     monkeypatch.setattr(clean, "PARALLEL_GATE_ROWS", 0)
-    monkeypatch.setattr(clean.sys, "executable", str(tmp_path / "no-such-python"))
-    with pytest.raises(OSError):
+    if how == "spawned":  # no Python to start
+        monkeypatch.setattr(report, "_CAN_FORK", False)
+        monkeypatch.setattr(clean.sys, "executable", str(tmp_path / "no-such-python"))
+        expected: type[Exception] = OSError
+    else:  # the forked child dies without an answer
+        if not report._CAN_FORK:
+            pytest.skip("the contract checks are forked on Linux only")
+        monkeypatch.setattr(report, "_executed", lambda *a: os._exit(3))
+        expected = RuntimeError
+    with pytest.raises(expected):
         _clean(raw_db, tmp_path / "clean.db")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

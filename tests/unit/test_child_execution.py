@@ -1,0 +1,77 @@
+"""``contracts.report.ChildExecution``: the contract checks in a child process beside
+the caller's profile (forked on Linux, a new Python elsewhere)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _child_db(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE tickets (\"TKT-Ticket ID\")")
+    con.executemany("INSERT INTO tickets VALUES (?)", [(i,) for i in range(1, 50)])
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_child_execution_judges_as_in_process_forked_or_spawned(tmp_path, monkeypatch, fork: bool) -> None:
+    """The contract checks in a child (forked on Linux, else a new Python) give the
+    in-process results and the file's SHA-256; the caller's finalizers never run in a
+    forked child; a failing child raises in the caller with its message."""
+    import gc
+    import hashlib
+    from datetime import date
+
+    from contracts import report as report_module
+    from contracts.executor import execute
+    from pipeline.config import Settings
+    from pipeline.sources import SQLiteSource
+
+    if fork and not report_module._CAN_FORK:
+        pytest.skip("fork is used on Linux only")
+    monkeypatch.setattr(report_module, "_CAN_FORK", fork)
+    path = _child_db(tmp_path)
+    marker = tmp_path / "finalized"
+
+    class Garbage:  # a cycle with a finalizer, left for the collector
+        def __del__(self) -> None:
+            marker.write_text("finalized in the child" if os.getpid() != parent else "parent")
+
+    parent = os.getpid()
+    gc.disable()
+    try:
+        g = Garbage()
+        g.self = g  # type: ignore[attr-defined]
+        del g
+        with report_module.ChildExecution(path, Settings(), date(2025, 6, 1)) as child:
+            run, digest = child.result()
+    finally:
+        gc.enable()
+        gc.collect()
+    with SQLiteSource(path) as source:
+        expected = execute(source, Settings(), today=date(2025, 6, 1))
+    assert run.to_json() == expected.to_json()
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert marker.read_text() == "parent"
+    with pytest.raises(Exception, match="no-such|does not exist|cannot"):
+        with report_module.ChildExecution(tmp_path / "no-such.db", Settings(), date(2025, 6, 1)) as child:
+            child.result()
+
+
+def test_child_execution_left_early_leaves_no_child(tmp_path) -> None:
+    from datetime import date
+
+    from contracts import report as report_module
+    from pipeline.config import Settings
+
+    with report_module.ChildExecution(_child_db(tmp_path), Settings(), date(2025, 6, 1)) as child:
+        pid = child.pid if child.pid is not None else child.child.pid
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie, no running checker
