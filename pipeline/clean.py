@@ -1570,9 +1570,11 @@ def _run_gate2(
     link = (folder / out.name).resolve()
     os.link(temp, link)
     mark = time.monotonic()
+    hashing = _Background(sha256_file, link)  # beside the profile: hashing needs no Python
     with SQLiteSource(link) as source:
         now = None if config.today is None else datetime.combine(today, datetime.now().time())
-        after = profile_source(source, config.settings, source_sha256=sha256_file(link), now=now, progress=config.progress)
+        after = profile_source(source, config.settings, now=now, progress=config.progress)
+    after = dataclasses.replace(after, source_sha256=hashing.wait())
     phases["profile_output"] = time.monotonic() - mark
     if after.quality.score < threshold:  # the clean fails on the score alone: no gate run
         return after, [], None, {}
