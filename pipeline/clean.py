@@ -1674,13 +1674,14 @@ def _export_audit(db: Path, run_id: str, target: Path) -> int:
 # --- the stage ----------------------------------------------------------------------------------
 
 
-def _abandon(durable: _Background | None) -> None:
-    """Wait for a background fsync of an output that is thrown away; its error no longer matters."""
-    if durable is not None:
-        try:
-            durable.wait()
-        except OSError:
-            pass
+def _abandon(*work: _Background | None) -> None:
+    """Wait for background work on an output that is thrown away; its errors no longer matter."""
+    for job in work:
+        if job is not None:
+            try:
+                job.wait()
+            except Exception:  # noqa: BLE001 - the run fails for its own reason already
+                pass
 
 
 def _check_strategies(cs: CleanSettings) -> None:
@@ -1735,6 +1736,7 @@ def run(config: CleanConfig) -> CleanResult:
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None
         durable: _Background | None = None
+        orphaning: _Background | None = None
         try:
             mark = time.monotonic()
             before = _given_profile(config, source_path, None)
@@ -1777,6 +1779,9 @@ def run(config: CleanConfig) -> CleanResult:
             # The output must be on disk before its rename; the fsync runs while the gate
             # reads the file, and is waited for (its error raised) before the rename.
             durable = _Background(_fsync_path, temp)
+            # The orphan counts of the report read the output (SQL, no Python while it
+            # runs): beside the gate instead of after it.
+            orphaning = _Background(_orphans, temp)
             log.info("profiling the cleaned copy and checking it against the contracts")
             rows_out = sum(t.rows_out for t in builder.tables.values())
             if gate2:
@@ -1803,7 +1808,8 @@ def run(config: CleanConfig) -> CleanResult:
                     "run `servicedesk-etl profile` on the source and fix what cleaning cannot (see the findings), "
                     "or lower --quality-threshold if the score is acceptable",
                 )
-            orphans = _orphans(temp)
+            orphans = orphaning.wait()
+            orphaning = None
             audit_rows = sum(builder.changes.values())
             if audit_temp is not None:
                 _export_audit(temp, run_id, audit_temp)
@@ -1825,7 +1831,7 @@ def run(config: CleanConfig) -> CleanResult:
                 raise
             _fsync_path(out.parent)
         except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
-            _abandon(durable)
+            _abandon(durable, orphaning)
             shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:
@@ -1842,7 +1848,7 @@ def run(config: CleanConfig) -> CleanResult:
                 raise InputFileError(f"--source {source_path} is damaged: {exc}", "ingest the workbooks again to rebuild it") from None
             raise
         except BaseException:
-            _abandon(durable)
+            _abandon(durable, orphaning)
             shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:
