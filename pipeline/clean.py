@@ -1215,9 +1215,10 @@ class _Builder:
         for k in keys:
             parts.append(
                 f"CASE typeof({k}) WHEN 'integer' THEN CAST({k} AS TEXT) "
-                # text JSON writes without an escape: SQLite's json_quote is then just the quotes
-                f"WHEN 'text' THEN CASE WHEN json_quote({k}) = '\"' || {k} || '\"' "
-                f"THEN '\"' || {k} || '\"' ELSE sdetl_json_part({k}) END ELSE sdetl_json_part({k}) END"
+                # text JSON writes without an escape: SQLite's json_quote is then just the
+                # quotes (every escape it writes, and a backslash of the text, holds a backslash)
+                f"WHEN 'text' THEN iif(instr(json_quote({k}), '\\') = 0, json_quote({k}), sdetl_json_part({k})) "
+                f"ELSE sdetl_json_part({k}) END"
             )
         return "'[' || " + " || ', ' || ".join(parts) + " || ']'"
 

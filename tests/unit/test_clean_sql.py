@@ -178,3 +178,22 @@ def _slash_like(draw: st.DrawFn) -> str:
 @given(st.lists(_slash_like() | st.text(alphabet=st.sampled_from(list("0123456789/.-: T")), max_size=20), min_size=1, max_size=20))
 def test_slash_dates_sql_rewrites_hypothesis(values: list[str]) -> None:
     _check_rewrites(values)
+
+
+KEY_PARTS: list[Any] = [
+    "wwalker", "1/07/2025", 'a"b', "a\\b", "a,b", "a\nb", "a\tb", "a\x01b", "a\x1fb", "a\x7fb", "a\x00b", "é ü 漢字", "\u2028",
+    "", " ", 0, 3967190, -5, 2**63 - 1, 1.5, 3652948.0, None, b"\x00\x01",
+]
+
+
+def test_row_keys_in_sql_are_python_s() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.create_function("sdetl_row_key", 1, lambda v: clean._row_key([v]), deterministic=True)
+    conn.create_function("sdetl_json_part", 1, clean._json_part, deterministic=True)
+    one = clean._Builder._row_key_sql(["x"])
+    two = clean._Builder._row_key_sql(["x", "y"])
+    for x in KEY_PARTS:
+        assert conn.execute(f"WITH t(x) AS (SELECT ?) SELECT {one} FROM t", [x]).fetchone()[0] == clean._row_key([x]), repr(x)
+        for y in KEY_PARTS:
+            got = conn.execute(f"WITH t(x, y) AS (SELECT ?, ?) SELECT {two} FROM t", [x, y]).fetchone()[0]
+            assert got == clean._row_key([x, y]), (x, y)
