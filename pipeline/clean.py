@@ -1737,7 +1737,6 @@ def run(config: CleanConfig) -> CleanResult:
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None
         durable: _Background | None = None
-        orphaning: _Background | None = None
         try:
             mark = time.monotonic()
             before = _given_profile(config, source_path, None)
@@ -1779,10 +1778,10 @@ def run(config: CleanConfig) -> CleanResult:
             assert builder is not None
             # The output must be on disk before its rename; the fsync runs while the gate
             # reads the file, and is waited for (its error raised) before the rename.
+            # No SQLite work in a thread from here on: the gate may fork its contract
+            # checker (contracts.report.ChildExecution), and a child forked while another
+            # thread holds one of SQLite's mutexes hangs on it. An fsync holds none.
             durable = _Background(_fsync_path, temp)
-            # The orphan counts of the report read the output (SQL, no Python while it
-            # runs): beside the gate instead of after it.
-            orphaning = _Background(_orphans, temp)
             log.info("profiling the cleaned copy and checking it against the contracts")
             rows_out = sum(t.rows_out for t in builder.tables.values())
             if gate2:
@@ -1809,8 +1808,7 @@ def run(config: CleanConfig) -> CleanResult:
                     "run `servicedesk-etl profile` on the source and fix what cleaning cannot (see the findings), "
                     "or lower --quality-threshold if the score is acceptable",
                 )
-            orphans = orphaning.wait()
-            orphaning = None
+            orphans = _orphans(temp)
             audit_rows = sum(builder.changes.values())
             if audit_temp is not None:
                 _export_audit(temp, run_id, audit_temp)
@@ -1832,7 +1830,7 @@ def run(config: CleanConfig) -> CleanResult:
                 raise
             _fsync_path(out.parent)
         except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
-            _abandon(durable, orphaning)
+            _abandon(durable)
             shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:
@@ -1849,7 +1847,7 @@ def run(config: CleanConfig) -> CleanResult:
                 raise InputFileError(f"--source {source_path} is damaged: {exc}", "ingest the workbooks again to rebuild it") from None
             raise
         except BaseException:
-            _abandon(durable, orphaning)
+            _abandon(durable)
             shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:
