@@ -637,8 +637,9 @@ class ChildExecution:
     """The contract executor (and, with ``with_sha256``, the file's SHA-256) in a child
     process beside the caller's profile: Gate 1 and the cleaner run it so.
 
-    On Linux the child is forked: it has the caller's modules (pandas, pandera, the
-    executor) already imported, where a new Python spent ~0.6 s of CPU importing them.
+    On Linux, when the caller runs no other thread, the child is forked: it has the
+    caller's modules (pandas, pandera, the executor) already imported, where a new
+    Python spent ~0.6 s of CPU importing them.
     It runs ``_executed`` only and leaves by ``os._exit``: none of the caller's
     ``finally`` blocks, atexit handlers or finalizers run in it, and ``gc.freeze`` keeps
     the caller's objects out of its garbage collection. Elsewhere a new Python is started
@@ -651,7 +652,7 @@ class ChildExecution:
         self.errors = tempfile.TemporaryFile()  # a file, not a pipe: the child never blocks on it
         self.pid: int | None = None
         self.child: Any = None
-        if _CAN_FORK:
+        if _CAN_FORK and _alone():
             self._fork()
         else:
             self._spawn()
@@ -741,6 +742,15 @@ class ChildExecution:
         if self.out is not None:
             self.out.close()
         self.errors.close()
+
+
+def _alone() -> bool:
+    """No other thread in this process. A fork copies the locks other threads hold at
+    that moment, never released in the child: a thread inside SQLite (its memory mutex)
+    left a forked checker waiting forever (seen at 1M rows in the clean benchmark)."""
+    import threading
+
+    return threading.active_count() == 1
 
 
 # Fork where it is the platform's way (Linux); macOS' system libraries are not fork-safe.

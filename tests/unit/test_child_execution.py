@@ -75,3 +75,28 @@ def test_child_execution_left_early_leaves_no_child(tmp_path) -> None:
         pid = child.pid if child.pid is not None else child.child.pid
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie, no running checker
+
+
+def test_no_fork_beside_another_thread(tmp_path, monkeypatch) -> None:
+    """A fork copies the locks other threads hold (a thread inside SQLite left a forked
+    checker waiting forever): with another thread running, a new Python is started."""
+    import threading
+    from datetime import date
+
+    from contracts import report as report_module
+    from pipeline.config import Settings
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with report_module.ChildExecution(_child_db(tmp_path), Settings(), date(2025, 6, 1)) as child:
+            assert child.pid is None and child.child is not None  # spawned
+            child.result()
+    finally:
+        stop.set()
+        other.join()
+    if report_module._CAN_FORK:
+        with report_module.ChildExecution(tmp_path / "c.db", Settings(), date(2025, 6, 1)) as child:
+            assert child.pid is not None  # alone again: forked
+            child.result()
