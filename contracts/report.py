@@ -745,12 +745,15 @@ class ChildExecution:
 
 
 def _alone() -> bool:
-    """No other thread in this process. A fork copies the locks other threads hold at
+    """No other thread in this process but those marked ``fork_safe = True`` (a
+    ``threading.Thread`` attribute their starter sets: threads that take no lock a child
+    could need, e.g. one in ``os.fsync``). A fork copies the locks other threads hold at
     that moment, never released in the child: a thread inside SQLite (its memory mutex)
-    left a forked checker waiting forever (seen at 1M rows in the clean benchmark)."""
+    left a forked checker waiting forever (the clean's orphan counts in a thread, at 1M rows)."""
     import threading
 
-    return threading.active_count() == 1
+    current = threading.current_thread()
+    return all(t is current or getattr(t, "fork_safe", False) is True for t in threading.enumerate())
 
 
 # Fork where it is the platform's way (Linux); macOS' system libraries are not fork-safe.

@@ -100,3 +100,25 @@ def test_no_fork_beside_another_thread(tmp_path, monkeypatch) -> None:
         with report_module.ChildExecution(tmp_path / "c.db", Settings(), date(2025, 6, 1)) as child:
             assert child.pid is not None  # alone again: forked
             child.result()
+
+
+def test_fork_beside_a_thread_marked_fork_safe(tmp_path) -> None:
+    import threading
+    from datetime import date
+
+    from contracts import report as report_module
+    from pipeline.config import Settings
+
+    if not report_module._CAN_FORK:
+        pytest.skip("fork is used on Linux only")
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.fork_safe = True  # type: ignore[attr-defined]
+    other.start()
+    try:
+        with report_module.ChildExecution(_child_db(tmp_path), Settings(), date(2025, 6, 1)) as child:
+            assert child.pid is not None  # forked
+            child.result()
+    finally:
+        stop.set()
+        other.join()
