@@ -218,3 +218,39 @@ def test_contract_checks_of_typed_dates_match_the_untyped_path(
     failing = {r.id: r.failing for r in fast.results if r.failing}
     assert failing.get("tickets::TKT-Created Time::not_future") == 15, failing
     assert failing.get("timesheets::TS-Date::not_future") == 9, failing
+
+
+def test_read_ahead_keeps_order_raises_and_stops_with_its_reader() -> None:
+    import threading
+
+    from pipeline.pgsource import _read_ahead
+
+    closed = []
+
+    def batches(fail_at: int | None = None):  # type: ignore[no-untyped-def]
+        try:
+            for i in range(50):
+                if i == fail_at:
+                    raise ValueError("boom")
+                yield [(i,)]
+        finally:
+            closed.append(threading.current_thread().name)
+
+    assert [b[0][0] for b in _read_ahead(batches())] == list(range(50))
+    with pytest.raises(ValueError, match="boom"):
+        list(_read_ahead(batches(fail_at=7)))
+    early = _read_ahead(batches())
+    assert next(early) == [(0,)]
+    early.close()  # a reader that stops: the thread closes the source and ends
+    assert closed == ["pg-read-ahead"] * 3
+    assert not any(t.name == "pg-read-ahead" for t in threading.enumerate())
+
+
+def test_iter_batches_read_ahead_matches_a_plain_query(migrated: str, postgresql: psycopg.Connection) -> None:
+    expected = postgresql.execute('SELECT "TKT-Ticket ID", "TKT-Created Time" FROM servicedesk.tickets ORDER BY 1').fetchall()
+    with PostgresSource(migrated, "servicedesk") as pg:
+        batches = list(pg.iter_batches("tickets", ["TKT-Ticket ID", "TKT-Created Time"], batch_rows=7))
+        first = next(iter(pg.iter_batches("tickets", ["TKT-Ticket ID"], batch_rows=5)))  # left unfinished
+    assert [row for b in batches for row in b] == expected
+    assert all(len(b) == 7 for b in batches[:-1])
+    assert [r[0] for r in first] == [r[0] for r in expected[:5]]
