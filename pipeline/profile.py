@@ -1206,6 +1206,8 @@ class _DuplicatesAhead:
         future = self.futures.pop(job, None)
         if future is not None:
             return future.result()
+        if rose:
+            return 0, []  # any source (PostgreSQL): a single key column rising row after row repeats no key
         return self.source.duplicate_keys(table, key, limit=self.limit)
 
     def close(self) -> None:

@@ -254,3 +254,24 @@ def test_iter_batches_read_ahead_matches_a_plain_query(migrated: str, postgresql
     assert [row for b in batches for row in b] == expected
     assert all(len(b) == 7 for b in batches[:-1])
     assert [r[0] for r in first] == [r[0] for r in expected[:5]]
+
+
+def test_profile_asks_no_duplicate_keys_of_a_rising_key(migrated: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A single key column read rising row after row repeats no key: the answer without
+    # the server's GROUP BY is the one with it.
+    from pipeline import profile
+    from pipeline.config import Settings
+
+    asked: list[str] = []
+    real = PostgresSource.duplicate_keys
+    monkeypatch.setattr(PostgresSource, "duplicate_keys", lambda self, table, *a, **k: asked.append(table) or real(self, table, *a, **k))
+    now = datetime(2026, 1, 15, 12)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        fast = profile.profile_source(pg, Settings(), now=now)
+        assert "tickets" not in asked, asked
+        ahead = profile._DuplicatesAhead.duplicate_keys
+        monkeypatch.setattr(profile._DuplicatesAhead, "duplicate_keys", lambda self, table, key, rose=False: ahead(self, table, key))
+        asked.clear()
+        full = profile.profile_source(pg, Settings(), now=now)
+        assert "tickets" in asked, asked
+    assert (fast.tables, fast.findings, fast.quality) == (full.tables, full.findings, full.quality)
