@@ -67,6 +67,10 @@ _NO_DATE: Any = object()
 # other batches are counted by (type, repr): 5 == 5.0 == True, and Decimal 1.0 == 1.00
 # or 0.0 == -0.0 are spelt apart by patterns and closed sets.
 _PLAIN_TYPES = frozenset((str, int, bytes, type(None)))
+# Typed dates (PostgreSQL's): a date equals no value of another type, and naive datetimes
+# are equal exactly when their fields are (fold aside, which psycopg never sets), so a batch
+# of them is counted as is too; aware ones may be equal in another zone (``_value_counts``).
+_DATED_TYPES = _PLAIN_TYPES | {date, datetime}
 # Values longer than this are shortened in samples even where they may be shown.
 SAMPLE_VALUE_CHARS = 80
 
@@ -453,6 +457,11 @@ class _TableChecker:
                 tally = by_check["not_future"]
                 limit_day = self.today + timedelta(days=days)
                 as_date = self._as_date_of(name, type_tally is not None)
+                dated = set(map(type, usable))
+                if (dated == {date} or dated == {datetime}) and _latest_on_time(usable, limit_day):
+                    # Typed dates, the latest not in the future: each is dated and on time.
+                    tally.considered += sum(weights)
+                    usable = []
                 for v, n, value_key in zip(usable, weights, usable_keys):
                     d = as_date(v)
                     if d is None:
@@ -472,7 +481,7 @@ class _TableChecker:
         (unique per row) is judged by its day, remembered, and a lookup of its time of
         day: the same verdict as ``_judge``, without a regex and a parse per row."""
         if k != "timestamp" or not type_checked:
-            return lambda v: _judge(v, k, type_checked, tokens)
+            return _typed_dates_judged_once(lambda v: _judge(v, k, type_checked, tokens), k)
         from pipeline.profile import iso_clock_times
 
         clock = iso_clock_times()
@@ -493,7 +502,7 @@ class _TableChecker:
                     return False, False, v not in tokens
             return _judge(v, k, type_checked, tokens)
 
-        return judge
+        return _typed_dates_judged_once(judge, k)
 
     def _as_date_of(self, name: str, type_checked: bool) -> Callable[[Any], date | None]:
         """``_as_date`` of usable values: conforming ISO text (``YYYY-MM-DD...``) is dated
@@ -703,6 +712,32 @@ def _judge(value: Any, kind: str, type_checked: bool, tokens: Any) -> tuple[bool
     return blank, bad_type, not bad_type and not blank and not is_placeholder(value, tokens)
 
 
+def _typed_dates_judged_once(judge: Callable[[Any], tuple[bool, bool, bool]], kind: str) -> Callable[[Any], tuple[bool, bool, bool]]:
+    """``judge`` (a ``_judge``) with its verdict on a typed date or datetime remembered per
+    type: no such value is blank or a placeholder, and whether it conforms depends on its
+    type alone, but for a datetime in a date column (midnight or not)."""
+    verdicts: dict[type, tuple[bool, bool, bool]] = {}
+
+    def judged(v: Any) -> tuple[bool, bool, bool]:
+        t = type(v)
+        if t is date or (t is datetime and kind != "date"):
+            verdict = verdicts.get(t)
+            if verdict is None:
+                verdict = verdicts[t] = judge(v)
+            return verdict
+        return judge(v)
+
+    return judged
+
+
+def _latest_on_time(dated: list[date], limit_day: date) -> bool:
+    """Whether the latest of some dates (or datetimes) is on ``limit_day`` or before."""
+    try:
+        return _as_date(max(dated)) <= limit_day  # type: ignore[operator]
+    except TypeError:  # naive and aware datetimes together: dated one by one
+        return False
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -714,7 +749,11 @@ def _typed_key(value: Any) -> tuple[type, str]:
 def _value_counts(values: list[Any]) -> tuple[collections.Counter, dict | None, Callable[[Any], Any]]:
     """(rows per distinct value key, the value of each key or None where the keys are
     the values, the key of a value): values with one key judge alike."""
-    if set(map(type, values)) <= _PLAIN_TYPES:
+    types = set(map(type, values))
+    if types <= _PLAIN_TYPES or (
+        types <= _DATED_TYPES
+        and (datetime not in types or {v.tzinfo for v in values if type(v) is datetime} == {None})
+    ):
         return collections.Counter(values), None, _same
     keys = list(map(_typed_key, values))
     return collections.Counter(keys), dict(zip(keys, values)), _typed_key

@@ -276,6 +276,21 @@ class GateSession:
                 if profile is not None:
                     # The digest lets the cleaner reuse this profile.
                     self.profile = dataclasses.replace(profile, source_sha256=digest)
+            elif not sqlite and profile_source is not None:
+                # PostgreSQL: the contract checks on a thread, on a connection of their own
+                # (``_execute_apart``), beside the profile. Both mostly wait on their reads
+                # (the server's scans and GROUP BYs, psycopg's fetches release the GIL);
+                # a thread, not a process: no second Python and pandas to start. Same
+                # results as in turn: each reads the schema through its own source.
+                import concurrent.futures
+
+                with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gate-checks") as pool:
+                    checks = pool.submit(self._execute_apart, execute)
+                    try:
+                        self.profile = profile_source(source, self.settings)
+                    except Exception as exc:  # noqa: BLE001 - reported as a failing item with its traceback
+                        self.profile_error = exc
+                    self.contract_run = checks.result()
             else:
                 self.contract_run = execute(source, self.settings)
                 if profile_source is not None:
@@ -290,6 +305,14 @@ class GateSession:
         cases.extend(self._finding_cases())
         cases.extend(self._profile_cases())
         return cases
+
+    def _execute_apart(self, execute: Callable[..., ContractRun]) -> ContractRun:
+        """The contract checks on a source of their own (``_compute`` on PostgreSQL)."""
+        source = self._open_source()
+        try:
+            return execute(source, self.settings)
+        finally:
+            source.close()
 
     def _usable_profile(self, source: Any) -> Any:
         """The caller's profile when it stands for one made now: same SHA-256, same

@@ -10,6 +10,8 @@ Every identifier goes through ``psycopg.sql.Identifier``: headers come from user
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from typing import Any, Iterator, Sequence
 
 from psycopg import sql
@@ -118,6 +120,11 @@ class PostgresSource:
         if limit is not None:
             query = query + sql.SQL(" LIMIT %s")
             params = (limit,)
+        if limit is not None and limit <= batch_rows:
+            return self._fetch_batches(query, params, batch_rows)  # one batch: nothing to read ahead
+        return _read_ahead(self._fetch_batches(query, params, batch_rows))
+
+    def _fetch_batches(self, query: sql.Composable, params: tuple[Any, ...], batch_rows: int) -> Iterator[list[tuple[Any, ...]]]:
         conn = connect(self.conninfo)
         try:
             conn.read_only = True
@@ -276,3 +283,60 @@ class PostgresSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+class _Failed:
+    """An exception raised while reading ahead, to be raised again in the reader."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END: Any = object()
+
+
+def _read_ahead(batches: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[Any, ...]]]:
+    """The batches of ``batches``, fetched on a thread one batch ahead of the reader.
+
+    A server-side cursor computes a batch only when it is asked for: read in turn, the
+    server's work (scan, detoasting, sending) and the client's (judging the previous
+    batch) never overlap. Here the thread waits for the next batch while the reader works
+    on this one; at most two batches are held besides the one being read. The connection
+    is opened, used and closed on the thread alone. Same batches, same order.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the reader
+            put(_Failed(exc))
+        finally:
+            batches.close()  # type: ignore[attr-defined]  # the generator's cleanup: closes its connection here
+
+    reader = threading.Thread(target=produce, name="pg-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _END:
+                return
+            if type(item) is _Failed:
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        reader.join()

@@ -143,6 +143,13 @@ _LABEL_HOLDS = {
 _STORAGE_NAMES = {type(None): "null", int: "integer", float: "real", str: "text", bytes: "blob", bool: "boolean"}
 _M64 = (1 << 64) - 1
 _UNSET: Any = object()  # a kind not detected yet
+# The Python type PostgreSQL gives the values of a date column of each kind (``_typed_dates``).
+_TYPED_DATES: dict[str | None, type] = {"timestamp": datetime, "date": date}
+_ISO_HITS = ("date:iso",)
+_FUTURE_HITS = ("date:iso", "future@df", "future@mf")
+# ``detect_kind`` of a typed date or datetime: it reads the content of text only, so the
+# answer is the type's (filled on first use).
+_KIND_OF_TYPE: dict[type, str | None] = {}
 
 
 # --- configuration and result of the stage -------------------------------------------------
@@ -746,6 +753,11 @@ class _ColumnScan:
         t = type(value)
         if t is int:
             return "integer"  # ``detect_kind`` of any int but a bool
+        if t is datetime or t is date:
+            kind = _KIND_OF_TYPE.get(t, _UNSET)
+            if kind is _UNSET:
+                kind = _KIND_OF_TYPE[t] = _detect(value, self.spec.tokens)
+            return kind
         if t is str and len(value) == 19 and value[10] == " " and value[11:] in iso_clock_times():
             # Unique timestamps: ISO text of a day and a valid ``HH:MM:SS`` is a timestamp
             # exactly when the day at midnight is one (``_iso_day``); a token is none.
@@ -844,7 +856,11 @@ class _ColumnScan:
         blank_run = spec_.blank_run
         settled = self.settled
         tally: dict[tuple, int] = {}
-        if streamed and spec_.simple_date and spec_.kind == "timestamp" and not full_detect:
+        if spec_.simple_date and not full_detect and not pairs and types == {_TYPED_DATES.get(spec_.kind)}:
+            typed_rest = self._typed_dates(col, None if streamed else counter, nulls, tally, hashes, dts)
+            if typed_rest is not None:
+                items = typed_rest
+        elif streamed and spec_.simple_date and spec_.kind == "timestamp" and not full_detect:
             rest = self._iso_timestamps(col, tally, hashes, dts)
             if rest is not None:
                 items = zip(rest, itertools.repeat(1))
@@ -972,6 +988,60 @@ class _ColumnScan:
                     self.kinds[kind] += 1
                     self.sampled += 1
 
+
+    def _typed_dates(
+        self, col: tuple, counter: collections.Counter | None, nulls: int, tally: dict[tuple, int], hashes: list[int], dts: list
+    ) -> list | None:
+        """``feed``'s pass over typed values of a date column (``datetime`` in a timestamp
+        column, ``date`` in a date column: what PostgreSQL gives). ``judge`` of each reads
+        it as ISO (``date_readings``: ``("iso", d, d)``, a ``date`` at midnight), so its
+        hits are ``date:iso`` and, past the future limit, ``future@df`` and ``future@mf``;
+        no text is parsed. Values whose hits are settled are only counted (to ``tally``),
+        hashed and their earliest and latest readings put in ``dts``; returns the others as
+        ``(value, rows)`` pairs for the whole judgement, in column order, or None (judge
+        the batch whole) before ``date:iso`` is settled. ``counter``: the batch's counted
+        values, None when it is streamed."""
+        settled = self.settled
+        if _ISO_HITS not in settled:
+            return None
+        if counter is not None:
+            vals: Sequence = [v for v in counter if v is not None]
+        else:
+            vals = [v for v in col if v is not None] if nulls else col
+        if not vals:
+            return []
+        lo, hi = min(vals), max(vals)
+        typed_date = type(lo) is not datetime
+        if not typed_date and (lo.tzinfo is not None or hi.tzinfo is not None):
+            return None  # timestamptz: the naive future limit does not compare; judged whole
+        limit = self.spec.future_limit
+        # ``datetime(d.year, d.month, d.day) > limit`` exactly when ``d > limit.date()``.
+        cut = None if limit is None else limit.date() if typed_date else limit
+        rest: list = []
+        if cut is not None and hi > cut:
+            late = [v for v in vals if v > cut]
+            late_rows = len(late) if counter is None else sum(counter[v] for v in late)
+            if _FUTURE_HITS in settled:
+                tally[_FUTURE_HITS] = tally.get(_FUTURE_HITS, 0) + late_rows
+            else:
+                rest = [(v, 1 if counter is None else counter[v]) for v in late]
+                vals = [v for v in vals if not v > cut]
+                if not vals:
+                    return rest
+                lo, hi = min(vals), max(vals)
+            on_time = len(vals) if counter is None else sum(counter[v] for v in vals)
+            if not rest:
+                on_time -= late_rows
+        else:
+            on_time = len(vals) if counter is None else sum(counter.values()) - nulls
+        if on_time:
+            tally[_ISO_HITS] = tally.get(_ISO_HITS, 0) + on_time
+        hashes.extend(map(hash, vals))
+        if typed_date:
+            lo, hi = datetime(lo.year, lo.month, lo.day), datetime(hi.year, hi.month, hi.day)
+        dts.append((lo, lo))
+        dts.append((hi, hi))
+        return rest
 
     def _iso_timestamps(self, col: tuple, tally: dict[tuple, int], hashes: list[int], dts: list) -> list | None:
         """``feed``'s pass over a column of unique timestamps, for ``YYYY-MM-DD HH:MM:SS``
@@ -1156,6 +1226,8 @@ class _DuplicatesAhead:
         future = self.futures.pop(job, None)
         if future is not None:
             return future.result()
+        if rose:
+            return 0, []  # any source (PostgreSQL): a single key column rising row after row repeats no key
         return self.source.duplicate_keys(table, key, limit=self.limit)
 
     def close(self) -> None:

@@ -152,3 +152,126 @@ def test_value_counts_interleave_and_match_a_plain_group_by(migrated: str, postg
         assert not pg._grouping and not pg.conn.info.transaction_status  # idle again
     expected = set(postgresql.execute('SELECT "TKT-Status", count(*) FROM servicedesk.tickets GROUP BY 1').fetchall())
     assert statuses == expected
+
+
+def _future_dates(postgresql: psycopg.Connection) -> None:
+    """Future timestamps and dates in several batches (some settled, some not), and NULLs."""
+    postgresql.autocommit = True
+    ids = [r[0] for r in postgresql.execute('SELECT "TKT-Ticket ID" FROM servicedesk.tickets ORDER BY 1').fetchall()]
+    future = ids[3:5] + ids[20:30] + ids[-3:]
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Created Time" = \'2999-01-01 10:00:00\' WHERE "TKT-Ticket ID" = ANY(%s)', (future,))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Modified Time" = NULL WHERE "TKT-Ticket ID" = ANY(%s)', (ids[10:14],))
+    postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Modified Time" = now() + interval \'3 days\' WHERE "TKT-Ticket ID" = ANY(%s)', (ids[40:42],))
+    postgresql.execute("UPDATE servicedesk.comments SET created_time = '2999-06-01 08:00:00' WHERE ctid IN (SELECT ctid FROM servicedesk.comments LIMIT 12)")
+    postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Date" = \'2999-03-01\' WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 9)')
+    postgresql.execute("ANALYZE servicedesk.tickets, servicedesk.timesheets, servicedesk.comments")
+
+
+@pytest.mark.parametrize("batch", [7, 1000])
+def test_profile_of_typed_dates_matches_the_full_judgement(
+    migrated: str, postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    # datetime and date values from PostgreSQL are counted by batch (``_typed_dates``); the
+    # full judgement (date_readings of every value) must give the same profile.
+    import dataclasses
+
+    from pipeline import profile
+    from pipeline.config import Settings
+
+    _future_dates(postgresql)
+    monkeypatch.setattr(profile, "_batch_rows", lambda *a: batch)
+    called = []
+    typed_dates = profile._ColumnScan._typed_dates
+    monkeypatch.setattr(profile._ColumnScan, "_typed_dates", lambda self, *a: called.append(typed_dates(self, *a)) or called[-1])
+    # A sample smaller than the tables: the fast paths are for sampled type detection.
+    settings = Settings()
+    settings = dataclasses.replace(settings, profile=dataclasses.replace(settings.profile, sample_size=10))
+    now = datetime(2026, 1, 15, 12)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        fast = profile.profile_source(pg, settings, now=now)
+        monkeypatch.setattr(profile._ColumnScan, "_typed_dates", lambda self, *a: None)
+        full = profile.profile_source(pg, settings, now=now)
+    assert any(called) or batch > 100  # batches counted fast (with 7 rows: after the first)
+    assert fast.tables == full.tables
+    assert fast.findings == full.findings
+    assert (fast.quality, fast.verdict, fast.reasons) == (full.quality, full.verdict, full.reasons)
+    futures = {(f.table, f.column) for f in fast.findings if "FUTURE" in f.code}
+    assert ("tickets", "TKT-Created Time") in futures and ("timesheets", "TS-Date") in futures, futures
+
+
+def test_contract_checks_of_typed_dates_match_the_untyped_path(
+    migrated: str, postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Typed dates are counted as is, judged once per type and their not_future decided by
+    # the latest; counting by (type, repr) and judging each value must agree.
+    executor = pytest.importorskip("contracts.executor")
+    _future_dates(postgresql)
+    monkeypatch.setattr(executor, "_GROUP_SHARE", 0.0)  # every column streamed row by row
+    today = date(2026, 1, 15)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        fast = executor.execute(pg, today=today)
+        monkeypatch.setattr(executor, "_DATED_TYPES", executor._PLAIN_TYPES)
+        monkeypatch.setattr(executor, "_typed_dates_judged_once", lambda judge, kind: judge)
+        monkeypatch.setattr(executor, "_latest_on_time", lambda dated, limit_day: False)
+        slow = executor.execute(pg, today=today)
+    assert [r.to_json() for r in fast.results] == [r.to_json() for r in slow.results]
+    failing = {r.id: r.failing for r in fast.results if r.failing}
+    assert failing.get("tickets::TKT-Created Time::not_future") == 15, failing
+    assert failing.get("timesheets::TS-Date::not_future") == 9, failing
+
+
+def test_read_ahead_keeps_order_raises_and_stops_with_its_reader() -> None:
+    import threading
+
+    from pipeline.pgsource import _read_ahead
+
+    closed = []
+
+    def batches(fail_at: int | None = None):  # type: ignore[no-untyped-def]
+        try:
+            for i in range(50):
+                if i == fail_at:
+                    raise ValueError("boom")
+                yield [(i,)]
+        finally:
+            closed.append(threading.current_thread().name)
+
+    assert [b[0][0] for b in _read_ahead(batches())] == list(range(50))
+    with pytest.raises(ValueError, match="boom"):
+        list(_read_ahead(batches(fail_at=7)))
+    early = _read_ahead(batches())
+    assert next(early) == [(0,)]
+    early.close()  # a reader that stops: the thread closes the source and ends
+    assert closed == ["pg-read-ahead"] * 3
+    assert not any(t.name == "pg-read-ahead" for t in threading.enumerate())
+
+
+def test_iter_batches_read_ahead_matches_a_plain_query(migrated: str, postgresql: psycopg.Connection) -> None:
+    expected = postgresql.execute('SELECT "TKT-Ticket ID", "TKT-Created Time" FROM servicedesk.tickets ORDER BY 1').fetchall()
+    with PostgresSource(migrated, "servicedesk") as pg:
+        batches = list(pg.iter_batches("tickets", ["TKT-Ticket ID", "TKT-Created Time"], batch_rows=7))
+        first = next(iter(pg.iter_batches("tickets", ["TKT-Ticket ID"], batch_rows=5)))  # left unfinished
+    assert [row for b in batches for row in b] == expected
+    assert all(len(b) == 7 for b in batches[:-1])
+    assert [r[0] for r in first] == [r[0] for r in expected[:5]]
+
+
+def test_profile_asks_no_duplicate_keys_of_a_rising_key(migrated: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A single key column read rising row after row repeats no key: the answer without
+    # the server's GROUP BY is the one with it.
+    from pipeline import profile
+    from pipeline.config import Settings
+
+    asked: list[str] = []
+    real = PostgresSource.duplicate_keys
+    monkeypatch.setattr(PostgresSource, "duplicate_keys", lambda self, table, *a, **k: asked.append(table) or real(self, table, *a, **k))
+    now = datetime(2026, 1, 15, 12)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        fast = profile.profile_source(pg, Settings(), now=now)
+        assert "tickets" not in asked, asked
+        ahead = profile._DuplicatesAhead.duplicate_keys
+        monkeypatch.setattr(profile._DuplicatesAhead, "duplicate_keys", lambda self, table, key, rose=False: ahead(self, table, key))
+        asked.clear()
+        full = profile.profile_source(pg, Settings(), now=now)
+        assert "tickets" in asked, asked
+    assert (fast.tables, fast.findings, fast.quality) == (full.tables, full.findings, full.quality)
