@@ -273,10 +273,12 @@ class _Background:
     error. For work that needs no Python while it runs (fsync, hashing: both release
     the GIL), done beside the build or the gate instead of before or after them."""
 
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any, fork_safe: bool = False) -> None:
         self.result: Any = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(fn, args), name=f"clean-{fn.__name__}", daemon=True)
+        # fork_safe: holds no lock a forked child could need (see contracts.report.ChildExecution)
+        self.thread.fork_safe = fork_safe  # type: ignore[attr-defined]
         self.thread.start()
 
     def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -1781,7 +1783,7 @@ def run(config: CleanConfig) -> CleanResult:
             # No SQLite work in a thread from here on: the gate may fork its contract
             # checker (contracts.report.ChildExecution), and a child forked while another
             # thread holds one of SQLite's mutexes hangs on it. An fsync holds none.
-            durable = _Background(_fsync_path, temp)
+            durable = _Background(_fsync_path, temp, fork_safe=True)  # an fsync takes no lock of ours or SQLite's
             log.info("profiling the cleaned copy and checking it against the contracts")
             rows_out = sum(t.rows_out for t in builder.tables.values())
             if gate2:

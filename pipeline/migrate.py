@@ -772,20 +772,39 @@ def _joined(lines: Any) -> bytes:
     return data + b"\n" if data else data
 
 
+HASH_SLICE_ROWS = 500  # lines per C call of the hashing stage (see _hashed)
+
+
+def _usable_all(lines: Sequence[bytes | None], quotes: Sequence[int]) -> bool:
+    """Every line is SQLite's and has its expected QUOTEs (see ``quotes_sql``)."""
+    return None not in lines and not any(map(ne, map(bytes.count, lines, repeat(_Q)), quotes))
+
+
 def _hashed(batches: Any, row_hash: Callable[[bytes], int]) -> Any:
     """(rows, rowid -> hash of the line, COPY data) per batch of (rowid, line, quotes, bad column).
 
     Run in a thread of its own, between the SQLite reader and the loader, so that the
     checks, the hashing and the joining overlap both the scan of the next batch and the
-    COPY of the previous one. A batch whose every line is usable is checked, hashed and
-    joined without Python code per row (``map`` over C functions). The COPY data is None
-    when a row needs the loader (a line Python renders, a value the guard refuses); its
-    rows then come back as (rowid, line or None, bad column).
+    COPY of the previous one. A batch whose every line is usable is checked and hashed
+    without Python code per row (``map`` over C functions), in slices of
+    ``HASH_SLICE_ROWS`` lines: one C call over a whole batch of comments (23 MB) held the
+    GIL for tens of milliseconds, long enough to starve the threads that feed the server.
+    The COPY data is None when a row needs the loader (a line Python renders, a value
+    the guard refuses); its rows then come back as (rowid, line or None, bad column).
     """
     for batch in batches:
         rowids, lines, quotes, bad = zip(*batch)
-        if None not in lines and bad.count(None) == len(bad) and not any(map(ne, map(bytes.count, lines, repeat(_Q)), quotes)):
-            yield batch, dict(zip(rowids, map(row_hash, lines))), _joined(lines)
+        usable = bad.count(None) == len(bad)
+        hashed: list[int] = []
+        for start in range(0, len(lines), HASH_SLICE_ROWS):
+            if not usable:
+                break
+            part = lines[start : start + HASH_SLICE_ROWS]
+            usable = _usable_all(part, quotes[start : start + HASH_SLICE_ROWS])
+            if usable:
+                hashed.extend(map(row_hash, part))
+        if usable:
+            yield batch, dict(zip(rowids, hashed)), _joined(lines)
             continue
         rows = []
         hashes = {}
