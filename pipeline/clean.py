@@ -1726,7 +1726,7 @@ def run(config: CleanConfig) -> CleanResult:
     audit_temp = temp_path_for(audit_path) if audit_path is not None else None
     # The source's SHA-256 (for the result, and to tell that a given profile is of this
     # very file) is computed beside the build: hashing 350 MB takes ~1 s at 260K rows.
-    hashing = _Background(sha256_file, source_path)
+    hashing = _Background(sha256_file, source_path.resolve())  # absolute: a gate may change the working folder
     source_sha: str | None = None
     phases: dict[str, float] = {}
     gate2 = config.gate_report is not None or config.gate_junitxml is not None
@@ -1783,7 +1783,8 @@ def run(config: CleanConfig) -> CleanResult:
             # No SQLite work in a thread from here on: the gate may fork its contract
             # checker (contracts.report.ChildExecution), and a child forked while another
             # thread holds one of SQLite's mutexes hangs on it. An fsync holds none.
-            durable = _Background(_fsync_path, temp, fork_safe=True)  # an fsync takes no lock of ours or SQLite's
+            # An absolute path: the in-process gate (pytest) changes the working folder meanwhile.
+            durable = _Background(_fsync_path, temp.resolve(), fork_safe=True)  # an fsync takes no lock of ours or SQLite's
             log.info("profiling the cleaned copy and checking it against the contracts")
             rows_out = sum(t.rows_out for t in builder.tables.values())
             if gate2:
@@ -1814,13 +1815,15 @@ def run(config: CleanConfig) -> CleanResult:
             audit_rows = sum(builder.changes.values())
             if audit_temp is not None:
                 _export_audit(temp, run_id, audit_temp)
-            # Everything succeeded: the output appears at its final path in one step.
-            if audit_temp is not None and audit_path is not None:
-                os.replace(audit_temp, audit_path)
+            # The output is durable before anything is published (an fsync error leaves
+            # no audit trail of an output that never appears).
             mark = time.monotonic()
             durable.wait()
             durable = None
             phases["fsync_wait"] = time.monotonic() - mark
+            # Everything succeeded: the output appears at its final path in one step.
+            if audit_temp is not None and audit_path is not None:
+                os.replace(audit_temp, audit_path)
             published = _publish_gate_files(gate_files) if gate2 else []
             try:
                 os.replace(temp, out)

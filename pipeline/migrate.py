@@ -243,8 +243,8 @@ _MINUTE_GLOB = f"{_DATE_GLOB}[ T]{_DIGIT * 2}:{_DIGIT * 2}"
 def _iso_shape(column: str, pgtype: str) -> str:
     """SQLite condition: the value is ISO 8601 text PostgreSQL reads the same under any DateStyle.
 
-    ``length`` and ``GLOB`` stop at a NUL byte (and the COPY line's ``printf`` would cut
-    the value there), so text holding one is refused here, not loaded without its tail.
+    ``length`` and ``GLOB`` stop at a NUL byte, so text holding one is refused here by
+    name (the server would refuse the line anyway, naming no column).
     """
     c = _q(column)
     date_ok = f"(length({c}) = 10 AND {c} GLOB '{_DATE_GLOB}')"
@@ -333,9 +333,10 @@ def _shown(value: Any) -> Any:
 # zeros, dates as ``YYYY-MM-DD``). Python only checks, hashes and joins the lines, and
 # the line's hash is the row's source checksum: PostgreSQL renders the same line from
 # the typed values it stored (``copy_line_pg_sql``), so both sides hash one text form.
-# A row whose line has not the expected number of QUOTEs (a value holding QUOTE or NUL,
-# a number SQLite cannot print in that form: ``1e20``, ``.5``, ``-0``, text with
-# spaces) is rendered by Python instead (``_render_line``).
+# A row whose line has not the expected number of QUOTEs (a value holding QUOTE, a
+# number SQLite cannot print in that form: ``1e20``, ``.5``, ``-0``, text with spaces)
+# is rendered by Python instead (``_render_line``). Text holding NUL goes through as it
+# is: the server refuses it, and the row goes to the rejects with the server's message.
 
 QUOTE = "\x01"  # the CSV quote of the COPY lines: a control character text does not hold
 
@@ -396,26 +397,18 @@ def _line_field_sql(name: str, pgtype: str) -> str:
     return f"coalesce({value}, '')"
 
 
-PRINTF_FIELDS = 50  # fields per printf() call, well under SQLite's limit on arguments
+CONCAT_FIELDS = 50  # fields per concat_ws() call on the server (PostgreSQL takes at most 100 arguments)
 
 
 def copy_line_sql(plan: TablePlan) -> str:
     """SQLite expression: the row as one line of CSV COPY (no newline).
 
-    One ``printf('%s,%s,...')`` per 50 fields, not a chain of ``||``, which copies the
-    growing line once per field (a 2 KB comment eight times): 22% less CPU for the whole
-    select at 260K rows. ``printf`` prints NULL as an empty field (an unprintable number
-    is a lone QUOTE instead, see ``_line_field_sql``) and cuts a value at a NUL byte:
-    a text value then loses its closing QUOTE and the line goes to Python, whose line
-    the server refuses (NUL is not text in PostgreSQL); the guard refuses dates and
-    numbers holding one.
+    A chain of ``||``, which keeps a NUL byte inside a text value (the line then reaches
+    the server, which refuses it): ``printf('%s,...')`` was 22% cheaper but cuts a value
+    at a NUL, and a cut text value (one QUOTE fewer) beside a value holding QUOTE (one
+    more) kept the quote count right while the line said something else (review, 28 Nov).
     """
-    fields = [_line_field_sql(name, pgtype) for name, pgtype, _ in plan.columns]
-    calls = []
-    for start in range(0, len(fields), PRINTF_FIELDS):
-        chunk = fields[start : start + PRINTF_FIELDS]
-        calls.append(f"printf('{','.join(['%s'] * len(chunk))}', {', '.join(chunk)})")
-    return " || ',' || ".join(calls)
+    return " || ',' || ".join(_line_field_sql(name, pgtype) for name, pgtype, _ in plan.columns)
 
 
 def copy_line_pg_sql(plan: TablePlan) -> "psycopg.sql.Composed":
@@ -434,8 +427,8 @@ def copy_line_pg_sql(plan: TablePlan) -> "psycopg.sql.Composed":
     # server's checksum of the comments 40% faster. No field is NULL (coalesce), so none
     # is skipped; one call per 50 fields (PostgreSQL takes at most 100 arguments).
     calls = [
-        sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(parts[start : start + PRINTF_FIELDS]))
-        for start in range(0, len(parts), PRINTF_FIELDS)
+        sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(parts[start : start + CONCAT_FIELDS]))
+        for start in range(0, len(parts), CONCAT_FIELDS)
     ]
     return sql.SQL(" || ',' || ").join(calls)
 
@@ -1462,18 +1455,6 @@ def _dashboards(conninfo: str, schema: str) -> int:
     return sum(1 for v in values if v.status != dashboard.NA)
 
 
-@contextmanager
-def _beside(work: Callable[..., Any], *args: Any) -> Any:
-    """``work(*args)`` on a thread of its own while the caller goes on; yields its Future.
-
-    The contract run (a pytest process reading the new schema) starts with the checksums
-    instead of after them: both are mostly server work. The checksums' failure still
-    comes first; leaving the block waits for the work either way.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside") as pool:
-        yield pool.submit(work, *args)
-
-
 def _alongside_dashboards(conninfo: str, schema: str, check: Callable[[], None]) -> int:
     """Run ``check`` (checksums, contracts) while the dashboard queries run on ``schema``.
 
@@ -1687,10 +1668,9 @@ def run(config: MigrateConfig) -> MigrateResult:
                 outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
 
                 def check_canary() -> None:
-                    with _beside(_contract_gate, config, conninfo, canary, "canary") as contracts:
-                        canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
-                        _validate(canary_results, "canary", tolerated, rejects.count)
-                        scores["canary"] = _scored(contracts.result())
+                    canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
+                    _validate(canary_results, "canary", tolerated, rejects.count)
+                    scores["canary"] = _scored(_contract_gate(config, conninfo, canary, "canary"))
 
                 try:
                     scores["canary_dashboards"] = _alongside_dashboards(conninfo, canary, check_canary)
@@ -1720,12 +1700,14 @@ def run(config: MigrateConfig) -> MigrateResult:
                     timings["contracts"] = round(time.monotonic() - started_gate, 3)  # within validate
 
             def check_version() -> None:
+                # The contract run (pytest in this process: it changes the working folder,
+                # sys.stdout and an environment variable) starts only once the checksums'
+                # connections are done, never beside them.
                 nonlocal gate
-                with _beside(timed_gate) as contracts:
-                    results.extend(compare_checksums(conninfo, version, plans, outcomes))
-                    _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
-                    _validate(results, "migrated schema", tolerated, rejects.count)
-                    gate = contracts.result()
+                results.extend(compare_checksums(conninfo, version, plans, outcomes))
+                _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
+                _validate(results, "migrated schema", tolerated, rejects.count)
+                gate = timed_gate()
                 if gate is not None:
                     scores["target"] = gate.quality
                     scores["source"] = _source_score(config, sha)
