@@ -675,17 +675,26 @@ class ChildExecution:
         self.errors = tempfile.TemporaryFile()  # a file, not a pipe: the child never blocks on it
         self.pid: int | None = None
         self.child: Any = None
-        if _CAN_FORK and _alone():
-            self._fork()
-        else:
-            self._spawn()
+        try:
+            if _CAN_FORK and _alone():
+                self._fork()
+            else:
+                self._spawn()
+        except BaseException:
+            self.errors.close()  # __exit__ does not run when __enter__ fails
+            raise
         return self
 
     def _fork(self) -> None:
         import gc
 
         read, write = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(read)
+            os.close(write)
+            raise
         if pid == 0:  # the child: never returns
             code = 1
             try:

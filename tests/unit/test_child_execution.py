@@ -122,3 +122,26 @@ def test_fork_beside_a_thread_marked_fork_safe(tmp_path) -> None:
     finally:
         stop.set()
         other.join()
+
+
+def test_a_failing_fork_leaks_no_descriptor(tmp_path, monkeypatch) -> None:
+    """os.fork failing (no memory, no process slot) raises in the caller and leaves no
+    pipe end or errors file open: __exit__ never runs when __enter__ fails."""
+    from datetime import date
+
+    from contracts import report as report_module
+    from pipeline.config import Settings
+
+    if not report_module._CAN_FORK:
+        pytest.skip("fork is used on Linux only")
+
+    def no_fork() -> int:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    path = _child_db(tmp_path)
+    before = set(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(report_module.os, "fork", no_fork)
+    with pytest.raises(OSError, match="Resource temporarily unavailable"):
+        with report_module.ChildExecution(path, Settings(), date(2026, 1, 1)):
+            pass
+    assert set(os.listdir("/proc/self/fd")) == before
