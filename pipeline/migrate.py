@@ -57,7 +57,6 @@ No superuser rights are needed.
 from __future__ import annotations
 
 import argparse
-import gc
 import hashlib
 import json
 import logging
@@ -71,7 +70,6 @@ import time
 import zlib
 from decimal import Decimal, InvalidOperation
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from itertools import repeat
 from operator import ne
 from dataclasses import asdict, dataclass, field, replace
@@ -83,7 +81,7 @@ from contracts.schemas import contract_for
 from contracts.spec import facts
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EtlError, GateFailed, InputFileError, ResourceExhausted, TargetUnavailable
-from pipeline.observe import Progress, current_rss_mb, stage_trace
+from pipeline.observe import Progress, current_rss_mb, cyclic_gc_off, stage_trace
 from pipeline.pgschema import TablePlan, add_key, create_indexes, create_table, data_table_plans, qualified
 from pipeline.pgserver import Target, connect, redact, resolve_target
 from pipeline.sources import check_sqlite_file, quote_sqlite, sha256_file
@@ -928,24 +926,6 @@ class _Copied:
         self.rare.close()
 
 
-def load_table(
-    conninfo: str,
-    source: Path,
-    schema: str,
-    plan: TablePlan,
-    rejects: Rejects,
-    *,
-    where: str | None = None,
-    batch_rows: int = 10_000,
-    data_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> LoadOutcome:
-    """Create ``schema.plan``, stream the SQLite rows into it by COPY, then add its key and indexes."""
-    return _finish_table(
-        _copy_table(conninfo, source, schema, plan, rejects, where=where, batch_rows=batch_rows, data_dir=data_dir, progress=progress)
-    )
-
-
 def _copy_table(
     conninfo: str,
     source: Path,
@@ -969,6 +949,7 @@ def _copy_table(
     columns = plan.column_names
     reader: _ReadAhead | None = None
     scan: _ReadAhead | None = None
+    copied: _Copied | None = None
     try:
         conn.execute("SET client_encoding = 'UTF8'")
         conn.execute(create_table(schema, plan))
@@ -1037,19 +1018,16 @@ def _copy_table(
                 progress.advance(len(batch))
 
         outcome.phases["copy"] = round(time.monotonic() - started, 3)
-    except BaseException:
+        copied = _Copied(schema, plan, rejects, conn, lite, rare, keep, outcome, started)
+    finally:
         for thread in (reader, scan):  # the hashing thread, then the SQLite reader, before SQLite closes
             if thread is not None:
                 thread.close()
-        conn.close()
-        lite.close()
-        rare.close()
-        raise
-    finally:
-        for thread in (reader, scan):
-            if thread is not None:
-                thread.close()
-    return _Copied(schema, plan, rejects, conn, lite, rare, keep, outcome, started)
+        if copied is None:  # failed: nothing to finish
+            conn.close()
+            lite.close()
+            rare.close()
+    return copied  # set: the try ends there or raises
 
 
 def _finish_table(copied: _Copied) -> LoadOutcome:
@@ -1494,24 +1472,6 @@ def _already_migrated(conn: "psycopg.Connection", schema: str, sha: str) -> tupl
     return None
 
 
-@contextmanager
-def _no_cyclic_gc() -> Any:
-    """The cyclic garbage collector off during a load, back on after it.
-
-    A load allocates millions of tuples (rows) and bytes (lines), all freed by reference
-    counting, none in a cycle; each allocation burst made the collector rescan every
-    object of the process (pandas and pandera included): 10% of the loader's CPU at
-    260K rows (perf). Memory stays bounded: only cycles wait, and a load makes none.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def load_schema(
     conninfo: str,
     source: Path,
@@ -1538,7 +1498,7 @@ def load_schema(
     # A copied table is finished (key, indexes, COMMIT, ANALYZE: server work) on a thread of
     # its own while the next table's rows stream in: the client is not idle meanwhile.
     with (
-        _no_cyclic_gc(),
+        cyclic_gc_off(),  # 10% of the loader's CPU at 260K rows (perf)
         Progress(label) as progress,
         ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="finish") as finishing,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,

@@ -4,11 +4,14 @@ Logging goes through ``logging.getLogger(__name__)`` everywhere; this module onl
 chooses the format (human text, or JSON lines with ``--log-format json``). A stage
 reports its start and end with ``stage_trace``: one JSON line with rows, peak memory
 and outcome. ``Progress`` draws a bar on a terminal and stays silent otherwise.
+``cyclic_gc_off`` keeps Python's cycle collector out of the passes that allocate a tuple
+per row.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import sys
@@ -50,6 +53,25 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO, stream: Text
     # terminal shows is the handler's level.
     root.setLevel(min(level, logging.INFO))
     root.propagate = False
+
+
+@contextlib.contextmanager
+def cyclic_gc_off() -> Iterator[None]:
+    """Python's cyclic garbage collector off inside the block, back on (if it was) after it.
+
+    For passes that allocate tuples per row (the profile's batches, the migration's rows
+    and lines), all freed by reference counting and none in a cycle: each allocation
+    burst made the collector rescan every object of the process (pandas and pandera
+    included), 10-15% of those passes' CPU at 260K rows. Memory stays bounded: only
+    cycles wait, and these passes make none. Nesting is safe.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def peak_rss_mb() -> float:

@@ -317,17 +317,22 @@ def test_text_that_is_not_utf8_or_holds_nul_is_refused_by_the_server(tmp_path: P
     assert len(messages) == 2 and all("invalid byte sequence for encoding" in m for m in messages), messages
 
 
+def _untyped_hours(lite: sqlite3.Connection) -> None:
+    """No declared type on TS-Hours, so that SQLite keeps numbers written as text as they are."""
+    ddl = lite.execute("SELECT sql FROM sqlite_master WHERE name = 'timesheets'").fetchone()[0]
+    lite.execute("ALTER TABLE timesheets RENAME TO timesheets_typed")
+    lite.execute(ddl.replace('"TS-Hours" REAL', '"TS-Hours"'))
+    lite.execute("INSERT INTO timesheets SELECT * FROM timesheets_typed")
+    lite.execute("DROP TABLE timesheets_typed")
+
+
 def test_a_nul_byte_never_cuts_a_date_or_number_short(tmp_path: Path, pg_dsn: str, postgresql) -> None:
     """length() and GLOB stop at a NUL byte: a date or a number with a NUL tail is refused,
     not loaded without its tail; a NUL in text beside a value holding the line's QUOTE
     never makes a line whose quote count looks right (a review found that with printf)."""
     db = build_clean_db(tmp_path / "nul.db", tickets=20)
     with sqlite3.connect(db) as lite:
-        ddl = lite.execute("SELECT sql FROM sqlite_master WHERE name = 'timesheets'").fetchone()[0]
-        lite.execute("ALTER TABLE timesheets RENAME TO timesheets_typed")
-        lite.execute(ddl.replace('"TS-Hours" REAL', '"TS-Hours"'))
-        lite.execute("INSERT INTO timesheets SELECT * FROM timesheets_typed")
-        lite.execute("DROP TABLE timesheets_typed")
+        _untyped_hours(lite)
         lite.execute("UPDATE comments SET created_time = '2025-03-01 10:00:00' || char(0) || 'x' WHERE rowid = 1")
         lite.execute("UPDATE comments SET created_time = '2025-03-01 10:00:00.5' || char(0) || '7' WHERE rowid = 2")
         lite.execute("""UPDATE timesheets SET "TS-Date" = '2025-03-01' || char(0) WHERE rowid = 1""")
@@ -366,12 +371,7 @@ def test_values_the_copy_lines_must_carry_exactly(tmp_path: Path, pg_dsn: str, p
     hours = ["1.50", ".5", "1e3", "-0", " 2.25 ", "007", 1e20, 0.00001, -0.0, 3, 2.0]
     texts = ["a\x01b", 'say "hi", then\nleave\r\n', "", None, "back\\slash\\N", "\\.", "x\x01\x01y", "t\tab"]
     with sqlite3.connect(db) as lite:
-        # No type on TS-Hours, so that SQLite keeps numbers written as text as they are.
-        ddl = lite.execute("SELECT sql FROM sqlite_master WHERE name = 'timesheets'").fetchone()[0]
-        lite.execute("ALTER TABLE timesheets RENAME TO timesheets_typed")
-        lite.execute(ddl.replace('"TS-Hours" REAL', '"TS-Hours"'))
-        lite.execute("INSERT INTO timesheets SELECT * FROM timesheets_typed")
-        lite.execute("DROP TABLE timesheets_typed")
+        _untyped_hours(lite)
         ids = [r[0] for r in lite.execute("SELECT rowid FROM timesheets ORDER BY rowid LIMIT ?", (len(hours),))]
         for rowid, hour in zip(ids, hours):
             lite.execute('UPDATE timesheets SET "TS-Hours" = ? WHERE rowid = ?', (hour, rowid))
