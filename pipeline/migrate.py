@@ -339,14 +339,15 @@ def _shown(value: Any) -> Any:
 QUOTE = "\x01"  # the CSV quote of the COPY lines: a control character text does not hold
 
 
-def _quoted_sql(c: str) -> str:
-    """SQLite: a value as a quoted CSV field, NULL as an empty one.
+def _quoted_sql(c: str, lead: str = "") -> str:
+    """SQLite: a value as a quoted CSV field after ``lead`` (a comma or nothing), NULL as
+    an empty field.
 
     No function call (a function call per value cost more than the scan itself): the
     value is not searched for the quote character; the quotes of each line are counted
     instead (``quotes_sql``) and a line with a quote inside a value goes to Python.
     """
-    return f"coalesce('{QUOTE}' || {c} || '{QUOTE}', '')"
+    return f"coalesce('{lead}{QUOTE}' || {c} || '{QUOTE}', '{lead}')"
 
 
 def quotes_sql(plan: TablePlan) -> str:
@@ -365,8 +366,16 @@ def _canonical_number_sql(c: str) -> str:
     )
 
 
-def _line_field_sql(name: str, pgtype: str) -> str:
+def _line_field_sql(name: str, pgtype: str, lead: str = "") -> str:
+    """SQLite: the field of one value in the COPY line, after ``lead`` (a comma or nothing)."""
     c = _q(name)
+    if pgtype == "text":
+        return _quoted_sql(c, lead)  # the comma inside the literals: one concatenation fewer
+    field = _typed_field_sql(c, pgtype)
+    return f"'{lead}' || {field}" if lead else field
+
+
+def _typed_field_sql(c: str, pgtype: str) -> str:
     if pgtype == "bigint":
         # 3652948.0 (an id stored as REAL) is the integer it stands for.
         value = f"CASE typeof({c}) WHEN 'real' THEN CAST(CAST({c} AS INTEGER) AS TEXT) ELSE CAST({c} AS TEXT) END"
@@ -388,10 +397,8 @@ def _line_field_sql(name: str, pgtype: str) -> str:
             f"CASE WHEN length({c}) = 16 THEN ':00' ELSE substr({c}, 17, 3) END || "
             f"CASE WHEN length({c}) > 20 AND {fraction} <> '.' THEN {fraction} ELSE '' END END"
         )
-    elif pgtype == "date":
+    else:  # date
         value = c
-    else:
-        return _quoted_sql(c)
     return f"coalesce({value}, '')"
 
 
@@ -399,14 +406,15 @@ CONCAT_FIELDS = 50  # fields per concat_ws() call on the server (PostgreSQL take
 
 
 def copy_line_sql(plan: TablePlan) -> str:
-    """SQLite expression: the row as one line of CSV COPY (no newline).
+    """SQLite expression: the row as one line of CSV COPY (no newline), its fields in
+    ``plan.line_columns`` order (the long text last, so that it is copied once).
 
     A chain of ``||``, which keeps a NUL byte inside a text value (the line then reaches
     the server, which refuses it): ``printf('%s,...')`` was 22% cheaper but cuts a value
     at a NUL, and a cut text value (one QUOTE fewer) beside a value holding QUOTE (one
     more) kept the quote count right while the line said something else (review, 28 Nov).
     """
-    return " || ',' || ".join(_line_field_sql(name, pgtype) for name, pgtype, _ in plan.columns)
+    return " || ".join(_line_field_sql(name, pgtype, "," if i else "") for i, (name, pgtype, _) in enumerate(plan.line_columns))
 
 
 def copy_line_pg_sql(plan: TablePlan) -> "psycopg.sql.Composed":
@@ -414,7 +422,7 @@ def copy_line_pg_sql(plan: TablePlan) -> "psycopg.sql.Composed":
     from psycopg import sql
 
     parts = []
-    for name, pgtype, _ in plan.columns:
+    for name, pgtype, _ in plan.line_columns:
         c = sql.Identifier(name)
         if pgtype == "text":
             value = sql.SQL("chr(1) || replace({}, chr(1), chr(1) || chr(1)) || chr(1)").format(c)
@@ -466,9 +474,12 @@ def _timestamp_field(value: bytes) -> bytes:
 
 
 def _render_line(plan: TablePlan, values: Sequence[Any]) -> bytes:
-    """The COPY line of one row, by Python, from ``copy_values_sql``'s values (rare rows)."""
+    """The COPY line of one row, by Python, from ``copy_values_sql``'s values (in the
+    table's column order; the line's fields are in ``plan.line_columns`` order) (rare rows)."""
     fields = []
-    for (name, pgtype, _), value in zip(plan.columns, values):
+    by_name = dict(zip(plan.column_names, values))
+    for name, pgtype, _ in plan.line_columns:
+        value = by_name[name]
         if value is None:
             fields.append(b"")
         elif pgtype == "numeric":
@@ -967,7 +978,7 @@ def _copy_table(
         select += " ORDER BY rowid"
 
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, QUOTE {})").format(
-            qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c) for c in columns), sql.Literal(QUOTE)
+            qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c[0]) for c in plan.line_columns), sql.Literal(QUOTE)
         )
 
         hashes: dict[int, int] = {}  # rowid -> row hash, of the batch being loaded

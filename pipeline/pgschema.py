@@ -19,7 +19,7 @@ import pandera.pandas as pa
 from psycopg import sql
 
 from contracts.schemas import DATA_TABLES, contract_for
-from contracts.spec import facts, pg_type
+from contracts.spec import facts, is_long_text, pg_type
 
 # table -> indexes (each a tuple of columns) that the dashboard queries use.
 DASHBOARD_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -49,10 +49,19 @@ class TablePlan:
     key: tuple[str, ...]
     key_is_primary: bool  # False: a nullable key column, so UNIQUE (NULLs distinct) instead
     indexes: tuple[tuple[str, ...], ...]
+    long_text: frozenset[str] = frozenset()  # free-text columns (the contract's ``long_text``)
 
     @property
     def column_names(self) -> list[str]:
         return [c[0] for c in self.columns]
+
+    @property
+    def line_columns(self) -> tuple[tuple[str, str, bool], ...]:
+        """The columns in the order of the migration's COPY lines: typed values, then
+        text, long text last. SQLite builds each line by concatenation, which copies the
+        line built so far at every step: a 2 KB comment at the end is copied once, not
+        once per field after it."""
+        return tuple(sorted(self.columns, key=lambda c: (c[1] == "text", c[0] in self.long_text)))
 
     def kind_of(self, column: str) -> str:
         return dict((c[0], c[1]) for c in self.columns)[column]
@@ -73,6 +82,7 @@ def plan_for(schema: pa.DataFrameSchema) -> TablePlan:
         # all required, so each is a PRIMARY KEY.
         key_is_primary=not (set(key) & nullable),
         indexes=DASHBOARD_INDEXES.get(schema.name, ()),
+        long_text=frozenset(name for name, col in schema.columns.items() if is_long_text(col)),
     )
 
 

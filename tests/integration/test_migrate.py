@@ -362,6 +362,21 @@ def test_both_row_hashes_agree_between_sqlite_and_the_server(
         assert source[1].startswith(f"{row_hash}:{source[0]}:")
 
 
+def test_copy_lines_carry_typed_values_first_and_the_long_text_last() -> None:
+    """The COPY line's field order (``plan.line_columns``): every column once, typed ones
+    first, text after, the contract's long text last (SQLite copies the line built so
+    far at each concatenation, so a 2 KB comment at the end is copied once)."""
+    for plan in data_table_plans():
+        order = plan.line_columns
+        assert sorted(order) == sorted(plan.columns)
+        kinds = [pgtype == "text" for _, pgtype, _ in order]
+        assert kinds == sorted(kinds), plan.name
+        longs = [name in plan.long_text for name, _, _ in order]
+        assert longs == sorted(longs) and any(longs), plan.name
+    comments = {p.name: p for p in data_table_plans()}["comments"]
+    assert comments.line_columns[-1][0] == "comment_text"
+
+
 def test_values_the_copy_lines_must_carry_exactly(tmp_path: Path, pg_dsn: str, postgresql) -> None:
     """SQLite builds each row's CSV COPY line; values it cannot print as PostgreSQL does
     (numbers in other notations), text holding the line's quote character, commas,
