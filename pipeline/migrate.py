@@ -12,7 +12,8 @@ One run, in order (each step recorded in the ledger ``<schema>_meta.migrations``
    and checked by the contracts, then dropped; a failing canary stops the run here;
 4. the full load into ``<schema>_v<UTC timestamp>``: tables from the contracts
    (``pipeline.pgschema``), rows streamed from SQLite into CSV ``COPY ... FROM STDIN``
-   in batches (one connection per table; in parallel on spare cores). SQLite builds
+   in batches (each table cut into rowid ranges, loaded by one worker per core, each
+   range by one COPY transaction on the worker's own connection). SQLite builds
    each row's COPY line in its SELECT (``copy_line_sql``): an id stored as
    ``3652948.0`` becomes the integer, a REAL number keeps 15 significant digits (as
    PostgreSQL's own float8 -> numeric cast does), text goes through as the bytes SQLite
@@ -129,7 +130,7 @@ class MigrateConfig:
     backup: bool = True  # pg_dump of the live schema before cut-over
     backups_dir: Path | None = None  # default: pipeline.backup's (.servicedesk/backups)
     data_dir: Path | None = None  # the embedded server's data folder
-    parallel: int = 0  # tables loaded at once, each on its own connection; 0: one per spare core (max 3)
+    parallel: int = 0  # load workers, each with its own connections; 0: one per core (2 to 4)
     # The source's quality score when the caller knows it already (the pipeline's Gate 2
     # on this cleaned file): used only when ``source_score_sha256`` is the SHA-256 of
     # ``source``, otherwise the contracts run on the source again to compute it.
@@ -918,69 +919,93 @@ class _ReadAhead:
 
 
 @dataclass
-class _Copied:
-    """A table whose rows are in, its transaction still open: what finishing it needs."""
+class _Table:
+    """A table loaded in parts (rowid ranges, one COPY transaction each, by the workers
+    at once): their outcomes add up; the part that completes it hands it to finishing."""
 
-    schema: str
     plan: TablePlan
-    rejects: Rejects
-    conn: "psycopg.Connection"
-    lite: sqlite3.Connection
-    rare: "_SourceRows"
-    keep: list[str]  # SQLite conditions of the rows loaded (for the duplicate search)
+    filters: list[str]  # SQLite conditions of the rows to load (the canary's sample), or none
+    parts: int
     outcome: LoadOutcome
-    started: float
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def keep(self) -> list[str]:
+        """SQLite conditions of the rows loaded (for the duplicate search)."""
+        bad = bad_value_condition(self.plan)
+        return [*self.filters, f"NOT ({bad})"] if bad else list(self.filters)
+
+    def add(self, part: LoadOutcome) -> bool:
+        """Count a finished part in; True when it was the last one."""
+        with self.lock:
+            out = self.outcome
+            out.source_rows += part.source_rows
+            out.loaded_rows += part.loaded_rows
+            out.rejected_rowids |= part.rejected_rowids
+            out.checksum_rows += part.checksum_rows
+            out.checksum_sum += part.checksum_sum
+            self.parts -= 1
+            if self.parts == 0:
+                out.phases["copy"] = round(time.monotonic() - self.started, 3)
+            return self.parts == 0
+
+
+PART_ROWS = 50_000  # rowids per part: small enough to keep every worker busy to the end
+
+
+def _rowid_parts(lite: sqlite3.Connection, plan: TablePlan, rows: int = PART_ROWS) -> list[str]:
+    """SQLite conditions splitting the table into rowid ranges of about ``rows`` rows."""
+    low, high = lite.execute(f"SELECT min(rowid), max(rowid) FROM {_q(plan.name)}").fetchone()
+    if low is None or high - low < rows:
+        return ["1"]  # empty or small: one part, every row
+    bounds = list(range(low, high + 1, rows))
+    parts = [f"rowid < {bounds[1]}"]
+    parts += [f"rowid >= {a} AND rowid < {b}" for a, b in zip(bounds[1:], bounds[2:])]
+    parts.append(f"rowid >= {bounds[-1]}")
+    return parts
+
+
+class _Loader:
+    """One load worker: a PostgreSQL connection and a SQLite one, loading part after part."""
+
+    def __init__(self, conninfo: str, source: Path, schema: str, rejects: Rejects, row_hash: str, data_dir: Path | None) -> None:
+        self.schema = schema
+        self.source = source
+        self.rejects = rejects
+        self.row_hash = row_hash
+        self.lite = _open_sqlite(source, text_as_bytes=True)
+        self.rare: dict[str, _SourceRows] = {}
+        try:
+            self.conn = connect(conninfo, application_name="servicedesk-etl load")
+            self.conn.execute("SET client_encoding = 'UTF8'")
+            self.conn.commit()
+        except BaseException:
+            self.lite.close()
+            raise
+        self.health = Health(self.conn, data_dir)
 
     def close(self) -> None:
         self.conn.close()
         self.lite.close()
-        self.rare.close()
+        for rare in self.rare.values():
+            rare.close()
 
+    def copy(self, table: _Table, condition: str, batch_rows: int, progress: Progress | None, stop: threading.Event) -> LoadOutcome:
+        """Stream the rows of ``table`` meeting ``condition`` by COPY and commit them."""
+        from psycopg import sql
 
-def _copy_table(
-    conninfo: str,
-    source: Path,
-    schema: str,
-    plan: TablePlan,
-    rejects: Rejects,
-    *,
-    where: str | None = None,
-    batch_rows: int = 10_000,
-    data_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> _Copied:
-    """Create ``schema.plan`` and stream the SQLite rows into it by COPY (not committed)."""
-    from psycopg import sql
-
-    started = time.monotonic()
-    outcome = LoadOutcome()
-    lite = _open_sqlite(source, text_as_bytes=True)
-    rare = _SourceRows(source, plan)
-    conn = connect(conninfo, application_name="servicedesk-etl load")
-    columns = plan.column_names
-    reader: _ReadAhead | None = None
-    scan: _ReadAhead | None = None
-    copied: _Copied | None = None
-    try:
-        conn.execute("SET client_encoding = 'UTF8'")
-        conn.execute(create_table(schema, plan))
-        health = Health(conn, data_dir)
-        table = _q(plan.name)
-        filters = [f"({where})"] if where else []
-        bad = bad_value_condition(plan)
-        # Values that must not reach the server (non-ISO dates, ids that are not whole
-        # numbers) are found by SQLite in the same scan and refused with the column named.
+        plan, conn, rejects, schema = table.plan, self.conn, self.rejects, self.schema
+        outcome = LoadOutcome(row_hash=self.row_hash)
+        rare = self.rare.get(plan.name) or self.rare.setdefault(plan.name, _SourceRows(self.source, plan))
+        columns = plan.column_names
         reasons = {name: what for name, _, what in _bad_value_checks(plan)}
-        keep = [*filters, f"NOT ({bad})"] if bad else filters  # for the duplicate search
-        select = f"SELECT rowid, {copy_line_sql(plan)}, {quotes_sql(plan)}, {bad_value_reason_sql(plan)} FROM {table}"
-        if filters:
-            select += " WHERE " + " AND ".join(filters)
-        select += " ORDER BY rowid"
-
+        select = f"SELECT rowid, {copy_line_sql(plan)}, {quotes_sql(plan)}, {bad_value_reason_sql(plan)} FROM {_q(plan.name)}"
+        select += " WHERE " + " AND ".join([*table.filters, f"({condition})"]) + " ORDER BY rowid"
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, QUOTE {})").format(
             qualified(schema, plan.name), sql.SQL(", ").join(sql.Identifier(c[0]) for c in plan.line_columns), sql.Literal(QUOTE)
         )
-
+        row_hash = ROW_HASHES[self.row_hash][0]
         hashes: dict[int, int] = {}  # rowid -> row hash, of the batch being loaded
 
         def reject(rowid: int, sqlstate: str, message: str) -> None:
@@ -994,74 +1019,74 @@ def _copy_table(
                 outcome.checksum_sum -= hashes[rowid]
                 reject(rowid, sqlstate, message)
 
-        outcome.row_hash = row_hash_for(conn)
-        row_hash = ROW_HASHES[outcome.row_hash][0]
-        scan = _ReadAhead(_rows_by_rowid(lite, select, batch_rows), depth=1)
+        scan = _ReadAhead(_rows_by_rowid(self.lite, select, batch_rows), depth=1)
         reader = _ReadAhead(_hashed(scan, row_hash), depth=1)
-        for batch, hashes, data in reader:
-            outcome.source_rows += len(batch)
-            if data is not None:  # every line as SQLite built it: nothing to look at
-                lines: Sequence[tuple[Any, ...]] = batch
-                hashed = sum(hashes.values())
-            else:
-                lines = []
-                for rowid, line, bad_column in batch:
-                    if bad_column is not None:
-                        column = _shown(bad_column)
-                        value = _shown(rare.values(rowid)[plan.column_names.index(column)])
-                        date_like = plan.kind_of(column) in ("timestamp", "date")
-                        reject(rowid, "22007" if date_like else "22P02", f"{column}: {value!r} is not {reasons[column]}")
-                        continue
-                    if line is None:
-                        try:
-                            line = _render_line(plan, rare.values(rowid))
-                        except _Refused as refusal:
-                            reject(rowid, refusal.sqlstate, refusal.message)
-                            continue
-                        hashes[rowid] = row_hash(line)
-                    lines.append((rowid, line))
-                hashed = sum(hashes[row[0]] for row in lines)
-            outcome.checksum_rows += len(lines)
-            outcome.checksum_sum += hashed
-            outcome.loaded_rows += _copy_lines(conn, copy_sql, lines, refused, data)
-            health.advance(len(batch))
-            if progress is not None:
-                progress.advance(len(batch))
-
-        outcome.phases["copy"] = round(time.monotonic() - started, 3)
-        copied = _Copied(schema, plan, rejects, conn, lite, rare, keep, outcome, started)
-    finally:
-        for thread in (reader, scan):  # the hashing thread, then the SQLite reader, before SQLite closes
-            if thread is not None:
+        try:
+            with conn.transaction():  # one per part; the batches' blocks are savepoints in it
+                for batch, hashes, data in reader:
+                    if stop.is_set():
+                        raise _Stopped
+                    outcome.source_rows += len(batch)
+                    if data is not None:  # every line as SQLite built it: nothing to look at
+                        lines: Sequence[tuple[Any, ...]] = batch
+                        hashed = sum(hashes.values())
+                    else:
+                        lines = []
+                        for rowid, line, bad_column in batch:
+                            if bad_column is not None:
+                                column = _shown(bad_column)
+                                value = _shown(rare.values(rowid)[plan.column_names.index(column)])
+                                date_like = plan.kind_of(column) in ("timestamp", "date")
+                                reject(rowid, "22007" if date_like else "22P02", f"{column}: {value!r} is not {reasons[column]}")
+                                continue
+                            if line is None:
+                                try:
+                                    line = _render_line(plan, rare.values(rowid))
+                                except _Refused as refusal:
+                                    reject(rowid, refusal.sqlstate, refusal.message)
+                                    continue
+                                hashes[rowid] = row_hash(line)
+                            lines.append((rowid, line))
+                        hashed = sum(hashes[row[0]] for row in lines)
+                    outcome.checksum_rows += len(lines)
+                    outcome.checksum_sum += hashed
+                    outcome.loaded_rows += _copy_lines(conn, copy_sql, lines, refused, data)
+                    self.health.advance(len(batch))
+                    if progress is not None:
+                        progress.advance(len(batch))
+        finally:
+            for thread in (reader, scan):  # the hashing thread, then the SQLite reader
                 thread.close()
-        if copied is None:  # failed: nothing to finish
-            conn.close()
-            lite.close()
-            rare.close()
-    return copied  # set: the try ends there or raises
+        return outcome
 
 
-def _finish_table(copied: _Copied) -> LoadOutcome:
-    """The key, the indexes, COMMIT and ANALYZE of a copied table; its connections closed."""
+class _Stopped(Exception):
+    """Another worker failed: this one stops between batches."""
+
+
+def _finish_table(conninfo: str, source: Path, schema: str, table: _Table, rejects: Rejects) -> LoadOutcome:
+    """The key, the indexes, COMMIT and ANALYZE of a loaded table."""
     from psycopg import sql
 
-    schema, plan, conn, outcome = copied.schema, copied.plan, copied.conn, copied.outcome
+    plan, outcome = table.plan, table.outcome
+    lite = _open_sqlite(source, text_as_bytes=True)
     try:
-        mark = time.monotonic()
-        _add_key(conn, schema, plan, copied.lite, copied.keep, outcome, copied.rejects)
-        outcome.phases["key"] = round(time.monotonic() - mark, 3)
-        mark = time.monotonic()
-        for statement in create_indexes(schema, plan):
-            conn.execute(statement)
-        conn.commit()
-        outcome.phases["indexes"] = round(time.monotonic() - mark, 3)
-        mark = time.monotonic()
-        conn.autocommit = True
-        conn.execute(sql.SQL("ANALYZE {}").format(qualified(schema, plan.name)))
-        outcome.phases["analyze"] = round(time.monotonic() - mark, 3)
+        with connect(conninfo, application_name="servicedesk-etl load") as conn:
+            mark = time.monotonic()
+            _add_key(conn, schema, plan, lite, table.keep, outcome, rejects)
+            outcome.phases["key"] = round(time.monotonic() - mark, 3)
+            mark = time.monotonic()
+            for statement in create_indexes(schema, plan):
+                conn.execute(statement)
+            conn.commit()
+            outcome.phases["indexes"] = round(time.monotonic() - mark, 3)
+            mark = time.monotonic()
+            conn.autocommit = True
+            conn.execute(sql.SQL("ANALYZE {}").format(qualified(schema, plan.name)))
+            outcome.phases["analyze"] = round(time.monotonic() - mark, 3)
     finally:
-        copied.close()
-    outcome.seconds = time.monotonic() - copied.started
+        lite.close()
+    outcome.seconds = time.monotonic() - table.started
     return outcome
 
 
@@ -1076,8 +1101,11 @@ def _add_key(
 ) -> None:
     """Add the key; when duplicates refuse it, reject every later duplicate and add it again.
 
-    The first occurrence (lowest SQLite rowid, loaded first) stays, as the cleaner's
-    ``keep_first`` would; later ones go to the rejects with the server's own message.
+    The first occurrence (lowest SQLite rowid among the rows loaded) stays, as the
+    cleaner's ``keep_first`` would; later ones go to the rejects with the server's own
+    message. The parts of a table load at once, so the server's row order is not the
+    source's: the row kept on the server is found by its content (its COPY line, the
+    text both sides' checksums hash), not by its position.
     """
     import psycopg
     from psycopg import sql
@@ -1094,23 +1122,38 @@ def _add_key(
     keys = ", ".join(_q(c) for c in plan.key)
     complete = " AND ".join(f"{_q(c)} IS NOT NULL" for c in plan.key)
     where = " AND ".join([*filters, complete])
-    duplicates = lite.execute(
-        f"SELECT rowid, {copy_values_sql(plan)}, {copy_line_sql(plan)}, {quotes_sql(plan)} FROM (SELECT rowid, *, row_number() OVER (PARTITION BY {keys} ORDER BY rowid) AS n_ "
-        f"FROM {_q(plan.name)} WHERE {where}) WHERE n_ > 1 ORDER BY rowid"
+    members = lite.execute(
+        f"SELECT rowid, {keys}, {copy_values_sql(plan)}, {copy_line_sql(plan)}, {quotes_sql(plan)} FROM "
+        f"(SELECT rowid, *, count(*) OVER (PARTITION BY {keys}) AS c_ FROM {_q(plan.name)} WHERE {where}) WHERE c_ > 1 ORDER BY rowid"
     ).fetchall()
-    duplicates = [d for d in duplicates if d[0] not in outcome.rejected_rowids]
-    for d in duplicates:
+    width = len(plan.key)
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for m in members:
+        if m[0] not in outcome.rejected_rowids:  # rows the server refused are not there
+            groups.setdefault(tuple(m[1 : 1 + width]), []).append((m[0], *m[1 + width :]))
+
+    def line_of(row: tuple[Any, ...]) -> bytes:
+        line = _usable(row[-2], row[-1])
+        return line if line is not None else _render_line(plan, row[1:-2])
+
+    kept = [line_of(g[0]).decode("utf-8", "replace") for g in groups.values() if len(g) > 1]
+    duplicates = [row for g in groups.values() for row in g[1:]]
+    for row in duplicates:
         outcome.checksum_rows -= 1
-        line = _usable(d[-2], d[-1])
-        outcome.checksum_sum -= ROW_HASHES[outcome.row_hash][0](line if line is not None else _render_line(plan, d[1:-2]))
-    duplicates = [d[:-2] for d in duplicates]
+        outcome.checksum_sum -= ROW_HASHES[outcome.row_hash][0](line_of(row))
+    duplicates.sort()
+    conn.execute("SET LOCAL DateStyle = 'ISO'")  # the server's lines as the COPY lines carry them
+    conn.execute("CREATE TEMPORARY TABLE kept_lines_ (kept_line_ text) ON COMMIT DROP")
+    with conn.cursor().copy("COPY kept_lines_ (kept_line_) FROM STDIN") as copy:
+        for line in kept:
+            copy.write_row((line,))
     key_cols = sql.SQL(", ").join(sql.Identifier(c) for c in plan.key)
     not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in plan.key)
     deleted = conn.execute(
         sql.SQL(
-            "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER (PARTITION BY {k} ORDER BY ctid) AS n "
-            "FROM {t} WHERE {nn}) AS d WHERE n > 1)"
-        ).format(t=qualified(schema, plan.name), k=key_cols, nn=not_null)
+            "DELETE FROM {t} WHERE ctid IN (SELECT ctid FROM (SELECT t.ctid, row_number() OVER (PARTITION BY {k} ORDER BY k.kept_line_ IS NULL, t.ctid) AS n "
+            "FROM {t} AS t LEFT JOIN kept_lines_ AS k ON k.kept_line_ = {line} WHERE {nn}) AS d WHERE n > 1)"
+        ).format(t=qualified(schema, plan.name), k=key_cols, nn=not_null, line=copy_line_pg_sql(plan))
     ).rowcount
     if deleted != len(duplicates):
         raise GateFailed(
@@ -1120,7 +1163,7 @@ def _add_key(
         )
     outcome.loaded_rows -= deleted
     outcome.rejected_rowids.update(d[0] for d in duplicates)
-    rejects.record(schema, plan.name, plan.column_names, duplicates, sqlstate, message)
+    rejects.record(schema, plan.name, plan.column_names, [d[:-2] for d in duplicates], sqlstate, message)
     conn.execute(statement)
 
 
@@ -1496,18 +1539,39 @@ def load_schema(
     parallel: int = 0,
     label: str = "load",
 ) -> dict[str, LoadOutcome]:
-    """Create ``schema`` and load every table into it (the load phase)."""
+    """Create ``schema`` and load every table into it (the load phase).
+
+    Each table is cut into rowid ranges (``PART_ROWS``); ``parallel`` workers (default:
+    one per core, at least 2, at most 4), each with its own connections, take the parts
+    one after another and COPY each in its own transaction, so the server and the
+    client keep every core busy until the last part, whatever the tables' sizes. The
+    schema is new and nobody reads it before the cut-over: a failure leaves it to be
+    dropped (``run``, ``recover``). A table whose last part is in is finished (key,
+    indexes, ANALYZE) on a thread of its own while the workers go on.
+    """
     from psycopg import sql
 
     with connect(conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    # One connection and one thread per table: the server works on the tables at once
-    # while Python hands rows over (sqlite3 and psycopg release the GIL while waiting).
-    # Measured on a busy 2-core machine, parallel loads were no faster: use spare cores only.
-    workers = parallel if parallel > 0 else max(1, (os.cpu_count() or 1) - 1)
-    workers = max(1, min(workers, 3, len(plans)))
-    # A copied table is finished (key, indexes, COMMIT, ANALYZE: server work) on a thread of
-    # its own while the next table's rows stream in: the client is not idle meanwhile.
+        for plan in plans:
+            conn.execute(create_table(schema, plan))
+        row_hash = row_hash_for(conn)
+    workers = parallel if parallel > 0 else max(2, min(os.cpu_count() or 1, 4))
+    lite = _open_sqlite(source)
+    try:
+        parts = {plan.name: _rowid_parts(lite, plan) for plan in plans}
+    finally:
+        lite.close()
+    tables = {
+        plan.name: _Table(plan, [f"({where[plan.name]})"] if where and where.get(plan.name) else [], len(parts[plan.name]), LoadOutcome(row_hash=row_hash))
+        for plan in plans
+    }
+    work: queue.SimpleQueue[tuple[_Table, str]] = queue.SimpleQueue()
+    for plan in plans:
+        for condition in parts[plan.name]:
+            work.put((tables[plan.name], condition))
+    stop = threading.Event()  # set when a worker fails: the others stop between batches
+    finished: dict[str, Future[LoadOutcome]] = {}
     with (
         cyclic_gc_off(),  # 10% of the loader's CPU at 260K rows (perf)
         Progress(label) as progress,
@@ -1515,26 +1579,33 @@ def load_schema(
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
     ):
 
-        def load(plan: TablePlan) -> "Future[LoadOutcome]":
-            copied = _copy_table(
-                conninfo, source, schema, plan, rejects, where=(where or {}).get(plan.name), batch_rows=batch_rows, data_dir=data_dir, progress=progress
-            )
+        def worker() -> None:
             try:
-                return finishing.submit(_finish_table, copied)
+                loader = _Loader(conninfo, source, schema, rejects, row_hash, data_dir)
+                try:
+                    while not stop.is_set():
+                        try:
+                            table, condition = work.get_nowait()
+                        except queue.Empty:
+                            return
+                        if table.add(loader.copy(table, condition, batch_rows, progress, stop)):
+                            finished[table.plan.name] = finishing.submit(_finish_table, conninfo, source, schema, table, rejects)
+                finally:
+                    loader.close()
             except BaseException:
-                copied.close()
+                stop.set()
                 raise
 
-        futures = {plan.name: pool.submit(load, plan) for plan in plans}
-        outcomes = {}
+        futures = [pool.submit(worker) for _ in range(min(workers, sum(len(p) for p in parts.values())))]
         try:
-            for plan in plans:
-                outcomes[plan.name] = futures[plan.name].result().result()
+            errors = [f.exception() for f in futures]  # waits for every worker
+            first = next((e for e in errors if e is not None and not isinstance(e, _Stopped)), None)
+            if first is not None:
+                raise first
+            return {plan.name: finished[plan.name].result() for plan in plans}
         except BaseException:
-            for future in futures.values():
-                future.cancel()
+            stop.set()
             raise
-    return outcomes
 
 
 def _load_all(

@@ -180,6 +180,47 @@ def test_refused_rows_go_to_the_rejects_table_with_the_servers_message(tmp_path:
     assert postgresql.execute('SELECT count(*) FROM servicedesk.tickets WHERE "TKT-Ticket ID" = %s', (ids[3],)).fetchone()[0] == 1
 
 
+def test_parts_load_at_once_and_the_first_loaded_duplicate_stays(tmp_path: Path, pg_dsn: str, postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables cut into many rowid ranges, loaded by three workers at once: every row
+    arrives once (counts and checksums), and of duplicated keys the first occurrence
+    the server accepted stays, found by its content (the server's row order is not the
+    source's), even when its copies sit in other parts."""
+    monkeypatch.setattr("pipeline.migrate.PART_ROWS", 7)
+    db = build_clean_db(tmp_path / "dups.db", tickets=40)
+    with sqlite3.connect(db) as lite:
+        cols = ", ".join(f'"{r[1]}"' for r in lite.execute("PRAGMA table_info(comments)"))
+        picked = cols.replace('"comment_text"', "?")  # the other columns copied, a new text
+        first, second = [r[0] for r in lite.execute("SELECT comment_id FROM comments WHERE rowid IN (1, 2) ORDER BY rowid")]
+        # Copies of an early comment with other texts, at the end of the table (later parts).
+        for text in ("later copy one", "later copy two"):
+            lite.execute(f"INSERT INTO comments ({cols}) SELECT {picked} FROM comments WHERE rowid = 1", (text,))
+        # The first occurrence of another id is refused by the server: its copy stays.
+        lite.execute(f"INSERT INTO comments ({cols}) SELECT {picked} FROM comments WHERE rowid = 2", ("the copy that stays",))
+        lite.execute("UPDATE comments SET created_time = '2025-02-30 10:00:00' WHERE rowid = 2")
+        original = lite.execute("SELECT comment_text FROM comments WHERE rowid = 1").fetchone()[0]
+    before = source_counts(db)
+    settings = Settings().with_overrides(**{"migrate.tolerated_rejects": 3})
+    result = migrate(db, pg_dsn, tmp_path, canary=False, settings=settings, parallel=3)
+    comments = {t.name: t for t in result.tables}["comments"]
+    assert result.rejects == 3 and all(t.matches for t in result.tables), result.tables
+    assert comments.loaded_rows == before["comments"] - 3
+    kept = dict(postgresql.execute("SELECT comment_id, comment_text FROM servicedesk.comments WHERE comment_id = ANY(%s)", ([first, second],)).fetchall())
+    assert kept == {first: original, second: "the copy that stays"}
+    assert postgresql.execute("SELECT count(*) FROM servicedesk_meta.rejects WHERE sqlstate = '23505'").fetchone()[0] == 2
+
+
+def test_a_failing_worker_stops_the_others_and_leaves_no_schema(tmp_path: Path, pg_dsn: str, postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.migrate.PART_ROWS", 5)
+    db = build_clean_db(tmp_path / "bad.db", tickets=30)
+    with sqlite3.connect(db) as lite:
+        last = lite.execute("SELECT max(rowid) FROM timesheets").fetchone()[0]
+        lite.execute('UPDATE timesheets SET "TS-Date" = \'2025-02-30\' WHERE rowid = ?', (last,))
+    with pytest.raises(GateFailed) as info:
+        migrate(db, pg_dsn, tmp_path, canary=False, on_error="stop", parallel=3)
+    assert "timesheets" in str(info.value) and "out of range" in str(info.value)
+    assert schemas(postgresql) == {"servicedesk_meta"}
+
+
 def test_on_error_stop_fails_at_the_first_refused_row(tmp_path: Path, pg_dsn: str, postgresql) -> None:
     db = build_clean_db(tmp_path / "bad.db", tickets=30)
     with sqlite3.connect(db) as lite:
