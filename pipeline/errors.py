@@ -8,6 +8,8 @@ The CLI turns any of them into one line and the exit code of its class.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EtlError(Exception):
     """Base class: ``message`` says what is wrong, ``remedy`` how to fix it."""
@@ -23,6 +25,18 @@ class EtlError(Exception):
         if self.remedy:
             return f"{self.message}\n  fix: {self.remedy}"
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its state, not by calling __init__ again (subclasses take other
+        # arguments): an error raised in a child process is raised again in the caller.
+        return (_restored, (type(self), self.args, self.__dict__.copy()))
+
+
+def _restored(cls: type[EtlError], args: tuple[Any, ...], state: dict[str, Any]) -> EtlError:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class FixYourData(EtlError):

@@ -80,6 +80,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from contracts.schemas import contract_for
 from contracts.spec import facts
+from pipeline.child import SpawnedCall
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EtlError, GateFailed, InputFileError, ResourceExhausted, TargetUnavailable
 from pipeline.observe import Progress, current_rss_mb, cyclic_gc_off, stage_trace
@@ -1425,49 +1426,96 @@ def _run_preflight(config: MigrateConfig, target: Target) -> None:
         )
 
 
-def _contract_gate(config: MigrateConfig, conninfo: str, schema: str, what: str) -> "GateVerdict | None":
-    """The contracts on PostgreSQL through the gate, judged with the run's own settings.
+class _InChild:
+    """A gate run in a child process (``call``, or None when there is none to run)."""
+
+    call: SpawnedCall | None
+
+    def __enter__(self) -> Any:
+        if self.call is not None:
+            self.call.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.call is not None:
+            self.call.__exit__(*exc)
+
+
+class _ContractRun(_InChild):
+    """The contracts on PostgreSQL through the gate (``run_gate``), judged with the run's
+    own settings, in a child process (``pipeline.child``) started at once: it runs beside
+    the checksums and the dashboard queries, which are the server's work, and never
+    shares this process (pytest changes the working folder, ``sys.stdout`` and the
+    environment, which libpq reads when the checksums' threads connect).
 
     The run on the migrated version (not the canary) writes its JUnit XML and JSON
-    report where ``config.gate_junitxml`` / ``config.gate_report`` say.
+    report where ``config.gate_junitxml`` / ``config.gate_report`` say. Use as a context
+    manager: leaving it kills a run whose verdict is no longer wanted.
     """
-    if not config.contracts:
-        return None
+
+    def __init__(self, config: MigrateConfig, conninfo: str, schema: str, what: str) -> None:
+        self.schema, self.what = schema, what
+        self.started = time.monotonic()
+        self.seconds: float | None = None
+        self.call: SpawnedCall | None = None
+        if config.contracts:
+            files: dict[str, Any] = {}
+            if what == "migrated":
+                files = {"junitxml": config.gate_junitxml, "report": config.gate_report}
+            arguments = {"target": conninfo, "schema": schema, "quality_threshold": config.quality_gate, "settings": config.settings, **files}
+            self.call = SpawnedCall("pipeline.migrate:_run_gate", arguments)
+
+    def verdict(self) -> "GateVerdict | None":
+        """The run's verdict (None: contracts off); a failing one raises ``GateFailed``."""
+        if self.call is None:
+            return None
+        try:
+            verdict = self.call.result()
+        finally:
+            self.seconds = round(time.monotonic() - self.started, 3)
+        if not verdict.passed:
+            failed = ", ".join(f"{i} ({n})" for i, _, n in verdict.failed[:5])
+            raise GateFailed(
+                GATE,
+                f"the contracts fail on the {self.what} schema {self.schema}: {failed or 'see the gate report'}",
+                f"run `pytest --target URI --schema {self.schema}` to see every failing check, fix the cleaned data, run migrate again",
+            )
+        return verdict
+
+
+def _run_gate(arguments: dict[str, Any]) -> "GateVerdict":
+    """``run_gate(**arguments)``: what ``_ContractRun``'s child process calls."""
     from contracts.gate import run_gate
 
-    files: dict[str, Any] = {}
-    if what == "migrated":
-        files = {"junitxml": config.gate_junitxml, "report": config.gate_report}
-    verdict = run_gate(target=conninfo, schema=schema, quality_threshold=config.quality_gate, settings=config.settings, **files)
-    if not verdict.passed:
-        failed = ", ".join(f"{i} ({n})" for i, _, n in verdict.failed[:5])
-        raise GateFailed(
-            GATE,
-            f"the contracts fail on the {what} schema {schema}: {failed or 'see the gate report'}",
-            f"run `pytest --target URI --schema {schema}` to see every failing check, fix the cleaned data, run migrate again",
-        )
-    return verdict
+    return run_gate(**arguments)
 
 
 def _scored(verdict: "GateVerdict | None") -> dict[str, Any]:
     return {} if verdict is None else {"quality": verdict.quality, "verdict": verdict.verdict}
 
 
-def _source_score(config: MigrateConfig, sha: str) -> float | None:
-    """The source's quality score: the caller's when it is for this very file, else computed."""
-    if not config.contracts:
-        return None
-    if config.source_score is not None:
-        if config.source_score_sha256 == sha:
-            return float(config.source_score)
-        log.warning(
-            "the given source score is not for this file: computing it again",
-            extra={"given_sha256": config.source_score_sha256, "source_sha256": sha},
-        )
-    from contracts.gate import run_gate
+class _SourceScore(_InChild):
+    """The source's quality score: the caller's when it is for this very file, else
+    computed by the gate on the source, in a child process started at once (beside the
+    contract run on PostgreSQL)."""
 
-    verdict = run_gate(source=config.source, quality_threshold=0.0, settings=config.settings)
-    return verdict.quality
+    def __init__(self, config: MigrateConfig, sha: str) -> None:
+        self.value: float | None = None
+        self.call = None
+        if not config.contracts:
+            return
+        if config.source_score is not None:
+            if config.source_score_sha256 == sha:
+                self.value = float(config.source_score)
+                return
+            log.warning(
+                "the given source score is not for this file: computing it again",
+                extra={"given_sha256": config.source_score_sha256, "source_sha256": sha},
+            )
+        self.call = SpawnedCall("pipeline.migrate:_run_gate", {"source": config.source, "quality_threshold": 0.0, "settings": config.settings})
+
+    def score(self) -> float | None:
+        return self.call.result().quality if self.call is not None else self.value
 
 
 def _dashboards(conninfo: str, schema: str) -> int:
@@ -1710,9 +1758,10 @@ def run(config: MigrateConfig) -> MigrateResult:
                 outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
 
                 def check_canary() -> None:
-                    canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
-                    _validate(canary_results, "canary", tolerated, rejects.count)
-                    scores["canary"] = _scored(_contract_gate(config, conninfo, canary, "canary"))
+                    with _ContractRun(config, conninfo, canary, "canary") as contract_run:
+                        canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
+                        _validate(canary_results, "canary", tolerated, rejects.count)
+                        scores["canary"] = _scored(contract_run.verdict())
 
                 try:
                     scores["canary_dashboards"] = _alongside_dashboards(conninfo, canary, check_canary)
@@ -1734,25 +1783,22 @@ def run(config: MigrateConfig) -> MigrateResult:
             results: list[TableResult] = []
             gate: GateVerdict | None = None
 
-            def timed_gate() -> "GateVerdict | None":
-                started_gate = time.monotonic()
-                try:
-                    return _contract_gate(config, conninfo, version, "migrated")
-                finally:
-                    timings["contracts"] = round(time.monotonic() - started_gate, 3)  # within validate
-
             def check_version() -> None:
-                # The contract run (pytest in this process: it changes the working folder,
-                # sys.stdout and an environment variable) starts only once the checksums'
-                # connections are done, never beside them.
+                # The contract run starts first, in its own process, beside the checksums.
                 nonlocal gate
-                results.extend(compare_checksums(conninfo, version, plans, outcomes))
-                _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
-                _validate(results, "migrated schema", tolerated, rejects.count)
-                gate = timed_gate()
+                with _ContractRun(config, conninfo, version, "migrated") as contract_run, _SourceScore(config, sha) as source_score:
+                    results.extend(compare_checksums(conninfo, version, plans, outcomes))
+                    _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
+                    _validate(results, "migrated schema", tolerated, rejects.count)
+                    try:
+                        gate = contract_run.verdict()
+                    finally:
+                        if contract_run.seconds is not None:
+                            timings["contracts"] = contract_run.seconds  # within validate
+                    if gate is not None:
+                        scores["source"] = source_score.score()
                 if gate is not None:
                     scores["target"] = gate.quality
-                    scores["source"] = _source_score(config, sha)
                     if scores["source"] is not None and scores["target"] is not None and scores["target"] < scores["source"]:
                         raise GateFailed(
                             GATE,
