@@ -1637,7 +1637,8 @@ def load_schema(
                         except queue.Empty:
                             return
                         if table.add(loader.copy(table, condition, batch_rows, progress, stop)):
-                            finished[table.plan.name] = finishing.submit(_finish_table, conninfo, source, schema, table, rejects)
+                            done = finished[table.plan.name] = finishing.submit(_finish_table, conninfo, source, schema, table, rejects)
+                            done.add_done_callback(lambda f: stop.set() if f.exception() is not None else None)
                 finally:
                     loader.close()
             except BaseException:
