@@ -71,8 +71,6 @@ import time
 import zlib
 from decimal import Decimal, InvalidOperation
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import repeat
-from operator import ne
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -760,6 +758,7 @@ def _copy_lines(
             # The writer's own thread sends to the server while this one goes on.
             with cursor.copy(copy_sql, writer=QueuedLibpqWriter(cursor)) as copy:
                 copy.write(memoryview(data if data is not None else _joined(row[1] for row in lines)))
+                copy.write(b"\n")
         return len(lines)
     except _row_errors() as exc:
         if len(lines) == 1:
@@ -771,17 +770,18 @@ def _copy_lines(
 
 
 def _joined(lines: Any) -> bytes:
-    """The COPY data of ``lines``: each ends with a newline."""
-    data = b"\n".join(lines)
-    return data + b"\n" if data else data
+    """The COPY data of ``lines`` but the last newline (written on its own: adding it
+    would copy the whole batch again)."""
+    return b"\n".join(lines)
 
 
 HASH_SLICE_ROWS = 500  # lines per C call of the hashing stage (see _hashed)
+COUNT_SLICE_BYTES = 1 << 21  # bytes per C call counting the quotes of a batch (see _hashed)
 
 
-def _usable_all(lines: Sequence[bytes | None], quotes: Sequence[int]) -> bool:
-    """Every line is SQLite's and has its expected QUOTEs (see ``quotes_sql``)."""
-    return None not in lines and not any(map(ne, map(bytes.count, lines, repeat(_Q)), quotes))
+def _quotes_in(data: bytes) -> int:
+    """The QUOTEs in ``data``, counted in slices (the GIL is released between them)."""
+    return sum(data.count(_Q, start, start + COUNT_SLICE_BYTES) for start in range(0, len(data), COUNT_SLICE_BYTES))
 
 
 def _hashed(batches: Any, row_hash: Callable[[bytes], int]) -> Any:
@@ -790,26 +790,25 @@ def _hashed(batches: Any, row_hash: Callable[[bytes], int]) -> Any:
     Run in a thread of its own, between the SQLite reader and the loader, so that the
     checks, the hashing and the joining overlap both the scan of the next batch and the
     COPY of the previous one. A batch whose every line is usable is checked and hashed
-    without Python code per row (``map`` over C functions), in slices of
-    ``HASH_SLICE_ROWS`` lines: one C call over a whole batch of comments (23 MB) held the
-    GIL for tens of milliseconds, long enough to starve the threads that feed the server.
-    The COPY data is None when a row needs the loader (a line Python renders, a value
-    the guard refuses); its rows then come back as (rowid, line or None, bad column).
+    without Python code per row: each line holds at least its expected QUOTEs (two per
+    text value, more when a value holds one, one more for a number SQLite cannot print),
+    so the batch's QUOTEs equal the sum expected exactly when every line is usable, which
+    one count over the joined batch tells. C calls work on slices (``HASH_SLICE_ROWS``
+    lines, ``COUNT_SLICE_BYTES`` bytes): one call over a whole batch of comments (23 MB)
+    held the GIL for tens of milliseconds, long enough to starve the threads that feed
+    the server. The COPY data is None when a row needs the loader (a line Python renders,
+    a value the guard refuses); its rows then come back as (rowid, line or None, bad column).
     """
     for batch in batches:
         rowids, lines, quotes, bad = zip(*batch)
-        usable = bad.count(None) == len(bad)
-        hashed: list[int] = []
-        for start in range(0, len(lines), HASH_SLICE_ROWS):
-            if not usable:
-                break
-            part = lines[start : start + HASH_SLICE_ROWS]
-            usable = _usable_all(part, quotes[start : start + HASH_SLICE_ROWS])
-            if usable:
-                hashed.extend(map(row_hash, part))
-        if usable:
-            yield batch, dict(zip(rowids, hashed)), _joined(lines)
-            continue
+        if bad.count(None) == len(bad) and None not in lines:
+            data = _joined(lines)
+            if _quotes_in(data) == sum(quotes):
+                hashed: list[int] = []
+                for start in range(0, len(lines), HASH_SLICE_ROWS):
+                    hashed.extend(map(row_hash, lines[start : start + HASH_SLICE_ROWS]))
+                yield batch, dict(zip(rowids, hashed)), data
+                continue
         rows = []
         hashes = {}
         for rowid, line, count, bad_column in batch:

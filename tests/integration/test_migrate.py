@@ -403,6 +403,24 @@ def test_both_row_hashes_agree_between_sqlite_and_the_server(
         assert source[1].startswith(f"{row_hash}:{source[0]}:")
 
 
+def test_a_batch_goes_whole_only_when_its_quotes_are_exactly_the_expected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hashing stage counts the QUOTEs of a joined batch (in slices) against the sum
+    expected: a value holding a QUOTE sends the batch to the row-by-row path, where that
+    row is rendered by Python; a usable batch is joined, hashed and passed whole."""
+    import zlib
+
+    from pipeline.migrate import _hashed, _quotes_in
+
+    monkeypatch.setattr("pipeline.migrate.COUNT_SLICE_BYTES", 3)
+    good = [(1, b"5,\x01a\x01,\x01bc\x01", 4, None), (2, b"6,,\x01d\x01", 2, None)]
+    assert _quotes_in(b"".join(row[1] for row in good)) == 6
+    (rows, hashes, data), = _hashed([good], zlib.crc32)
+    assert data == good[0][1] + b"\n" + good[1][1] and hashes == {1: zlib.crc32(good[0][1]), 2: zlib.crc32(good[1][1])}
+    inner = [good[0], (2, b"6,,\x01d\x01\x01\x01\x01", 2, None)]  # "d" + a doubled quote would read as d\x01
+    (rows, hashes, data), = _hashed([inner], zlib.crc32)
+    assert data is None and rows == [(1, good[0][1], None), (2, None, None)] and list(hashes) == [1]
+
+
 def test_copy_lines_carry_typed_values_first_and_the_long_text_last() -> None:
     """The COPY line's field order (``plan.line_columns``): every column once, typed ones
     first, text after, the contract's long text last (SQLite copies the line built so
