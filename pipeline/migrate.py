@@ -956,7 +956,11 @@ PART_ROWS = 50_000  # rowids per part: small enough to keep every worker busy to
 
 def _rowid_parts(lite: sqlite3.Connection, plan: TablePlan, rows: int = PART_ROWS) -> list[str]:
     """SQLite conditions splitting the table into rowid ranges of about ``rows`` rows."""
-    low, high = lite.execute(f"SELECT min(rowid), max(rowid) FROM {_q(plan.name)}").fetchone()
+    table = _q(plan.name)
+    # Two queries: SQLite reads one end of the rowid tree for a lone min() or max(), but
+    # scans the whole table for both in one SELECT (0.8 s of CPU for the 1M bench source).
+    low = lite.execute(f"SELECT min(rowid) FROM {table}").fetchone()[0]
+    high = lite.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0]
     if low is None or high - low < rows:
         return ["1"]  # empty or small: one part, every row
     bounds = list(range(low, high + 1, rows))
