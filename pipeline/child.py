@@ -8,7 +8,9 @@ them (the checksums, the dashboard queries) on the other core.
 ``SpawnedCall("package.module:function", *args)`` starts ``python -c`` (never a fork: the
 caller runs threads) that imports the module and calls the function; the arguments go
 pickled on the child's stdin and its answer (the value, or the exception it raised) comes
-back pickled on its stdout. The child dies with the caller (Linux: PR_SET_PDEATHSIG; the
+back pickled on its stdout. Started early without its arguments (``deferred``), the
+child imports its module meanwhile: the gate's imports (pandas, pandera, pytest) cost
+about a second a new Python would otherwise spend after the caller asked. The child dies with the caller (Linux: PR_SET_PDEATHSIG; the
 "parent" there is the thread that started it, so start and wait in the same thread), so
 a killed migration leaves no contract run behind, and leaving the ``with`` block kills a
 child whose answer is no longer wanted.
@@ -44,9 +46,13 @@ class ChildFailed(RuntimeError):
 class SpawnedCall:
     """``function(*args)`` in a new Python process; ``result()`` waits for its answer."""
 
-    def __init__(self, function: str, *args: Any) -> None:
-        self.request = pickle.dumps((os.getpid(), function, args))
+    def __init__(self, function: str, *args: Any, deferred: bool = False, preload: tuple[str, ...] = ()) -> None:
+        """``args`` are sent as soon as the child starts; ``deferred``: ``send`` them later,
+        when they are known. ``preload``: more modules the child imports meanwhile."""
         self.function = function
+        self.preload = preload
+        self.args: tuple[Any, ...] | None = None if deferred else args
+        self.sent = False
 
     def __enter__(self) -> "SpawnedCall":
         self.errors = tempfile.TemporaryFile()  # a file, not a pipe: the child never blocks on it
@@ -60,16 +66,33 @@ class SpawnedCall:
         except BaseException:
             self.errors.close()  # __exit__ does not run when __enter__ fails
             raise
-        assert self.child.stdin is not None
-        try:
-            self.child.stdin.write(self.request)
-            self.child.stdin.close()
-        except BrokenPipeError:  # died at once: result() reports it
-            pass
+        self._write((os.getpid(), self.function, self.preload), last=False)
+        if self.args is not None:
+            self.send(*self.args)
         return self
+
+    def send(self, *args: Any) -> None:
+        """The function's arguments: the child calls it now."""
+        if self.sent:
+            raise RuntimeError(f"{self.function}: arguments already sent")
+        self.sent = True
+        self._write(args, last=True)
+
+    def _write(self, message: Any, last: bool) -> None:
+        stdin = self.child.stdin
+        assert stdin is not None
+        try:
+            stdin.write(pickle.dumps(message))
+            stdin.flush()
+            if last:
+                stdin.close()
+        except BrokenPipeError:  # died already: result() reports it
+            pass
 
     def result(self) -> Any:
         """The function's value; the exception it raised is raised here."""
+        if not self.sent:
+            raise RuntimeError(f"{self.function}: result() before its arguments were sent")
         assert self.child.stdout is not None
         out = self.child.stdout.read()
         code = self.child.wait()
@@ -92,17 +115,21 @@ class SpawnedCall:
 
 
 def _main() -> None:
-    """The child: (function, args) pickled on stdin; ("ok", value) or ("error", exception)
-    pickled on stdout."""
+    """The child: (caller's pid, function, preload) then the arguments, pickled on stdin;
+    ("ok", value) or ("error", exception) pickled on stdout."""
     die_with_parent()
     answer = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print cannot corrupt the answer
-    parent, function, args = pickle.load(sys.stdin.buffer)
+    parent, function, preload = pickle.load(sys.stdin.buffer)
     if os.getppid() != parent:  # the caller died before die_with_parent() took effect
         sys.exit(1)
     try:
         module, _, name = function.partition(":")
-        payload: tuple[str, Any] = ("ok", getattr(importlib.import_module(module), name)(*args))
+        for other in preload:
+            importlib.import_module(other)
+        target = getattr(importlib.import_module(module), name)
+        args = pickle.load(sys.stdin.buffer)
+        payload: tuple[str, Any] = ("ok", target(*args))
     except Exception as exc:  # noqa: BLE001 - raised again in the caller
         payload = ("error", exc)
     try:

@@ -1429,6 +1429,9 @@ def _run_preflight(config: MigrateConfig, target: Target) -> None:
         )
 
 
+GATE_MODULES = ("pytest", "contracts.gate", "contracts.plugin", "pipeline.pgsource")  # what a contract run imports
+
+
 class _InChild:
     """A gate run in a child process (``call``, or None when there is none to run)."""
 
@@ -1446,10 +1449,12 @@ class _InChild:
 
 class _ContractRun(_InChild):
     """The contracts on PostgreSQL through the gate (``run_gate``), judged with the run's
-    own settings, in a child process (``pipeline.child``) started at once: it runs beside
-    the checksums and the dashboard queries, which are the server's work, and never
-    shares this process (pytest changes the working folder, ``sys.stdout`` and the
-    environment, which libpq reads when the checksums' threads connect).
+    own settings, in a child process (``pipeline.child``) started before the load, which
+    imports the gate's modules meanwhile (``GATE_MODULES``), and asked to run by
+    ``start()`` once the rows are in: it runs beside the checksums and the dashboard
+    queries, which are the server's work, and never shares this process (pytest changes
+    the working folder, ``sys.stdout`` and the environment, which libpq reads when the
+    checksums' threads connect).
 
     The run on the migrated version (not the canary) writes its JUnit XML and JSON
     report where ``config.gate_junitxml`` / ``config.gate_report`` say. Use as a context
@@ -1458,20 +1463,28 @@ class _ContractRun(_InChild):
 
     def __init__(self, config: MigrateConfig, conninfo: str, schema: str, what: str) -> None:
         self.schema, self.what = schema, what
-        self.started = time.monotonic()
+        self.started: float | None = None
         self.seconds: float | None = None
         self.call: SpawnedCall | None = None
+        self.arguments: dict[str, Any] = {}
         if config.contracts:
             files: dict[str, Any] = {}
             if what == "migrated":
                 files = {"junitxml": config.gate_junitxml, "report": config.gate_report}
-            arguments = {"target": conninfo, "schema": schema, "quality_threshold": config.quality_gate, "settings": config.settings, **files}
-            self.call = SpawnedCall("pipeline.migrate:_run_gate", arguments)
+            self.arguments = {"target": conninfo, "schema": schema, "quality_threshold": config.quality_gate, "settings": config.settings, **files}
+            self.call = SpawnedCall("pipeline.migrate:_run_gate", deferred=True, preload=GATE_MODULES)
+
+    def start(self) -> None:
+        """The rows are in: the child runs the gate now."""
+        self.started = time.monotonic()
+        if self.call is not None:
+            self.call.send(self.arguments)
 
     def verdict(self) -> "GateVerdict | None":
         """The run's verdict (None: contracts off); a failing one raises ``GateFailed``."""
         if self.call is None:
             return None
+        assert self.started is not None, "start() first"
         try:
             verdict = self.call.result()
         finally:
@@ -1754,43 +1767,46 @@ def run(config: MigrateConfig) -> MigrateResult:
         tolerated = settings.migrate.tolerated_rejects
         scores: dict[str, Any] = {}
         try:
-            # 3. canary
+            # 3. canary. Each contract run's child process starts before its load: it
+            # imports pandas, pandera and pytest meanwhile, and runs once the rows are in.
             canary_results: list[TableResult] = []
             if canary:
                 t0 = time.monotonic()
                 where = {p.name: canary_condition(p, settings.migrate.canary_fraction) for p in plans}
-                outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
-
-                def check_canary() -> None:
-                    with _ContractRun(config, conninfo, canary, "canary") as contract_run:
-                        canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
-                        _validate(canary_results, "canary", tolerated, rejects.count)
-                        scores["canary"] = _scored(contract_run.verdict())
-
                 try:
-                    scores["canary_dashboards"] = _alongside_dashboards(conninfo, canary, check_canary)
-                finally:
+                    with _ContractRun(config, conninfo, canary, "canary") as canary_run:
+                        outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
+                        canary_run.start()
+
+                        def check_canary() -> None:
+                            canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
+                            _validate(canary_results, "canary", tolerated, rejects.count)
+                            scores["canary"] = _scored(canary_run.verdict())
+
+                        scores["canary_dashboards"] = _alongside_dashboards(conninfo, canary, check_canary)
+                finally:  # the run's child is gone (killed if it still ran): the schema can go
                     _ledger_update(control, schema, run_id, canary=[asdict(r) for r in canary_results])
                     _drop_schema(control, canary)
                 timings["canary"] = round(time.monotonic() - t0, 3)
                 rejects.count = 0  # the full load judges its own rejects
 
-            # 4. the full load
-            t0 = time.monotonic()
-            outcomes = _load_all(config, conninfo, target, version, plans, rejects, None, "load")
-            timings["load"] = round(time.monotonic() - t0, 3)
-            trace.rows = sum(o.loaded_rows for o in outcomes.values())
-            _ledger_update(control, schema, run_id, status=LOADED, rejects=rejects.count)
+            with _ContractRun(config, conninfo, version, "migrated") as contract_run, _SourceScore(config, sha) as source_score:
+                # 4. the full load
+                t0 = time.monotonic()
+                outcomes = _load_all(config, conninfo, target, version, plans, rejects, None, "load")
+                timings["load"] = round(time.monotonic() - t0, 3)
+                trace.rows = sum(o.loaded_rows for o in outcomes.values())
+                _ledger_update(control, schema, run_id, status=LOADED, rejects=rejects.count)
 
-            # 5. validation
-            t0 = time.monotonic()
-            results: list[TableResult] = []
-            gate: GateVerdict | None = None
+                # 5. validation: the contract run in its process, beside the checksums and
+                # the dashboard queries in this one
+                t0 = time.monotonic()
+                contract_run.start()
+                results: list[TableResult] = []
+                gate: GateVerdict | None = None
 
-            def check_version() -> None:
-                # The contract run starts first, in its own process, beside the checksums.
-                nonlocal gate
-                with _ContractRun(config, conninfo, version, "migrated") as contract_run, _SourceScore(config, sha) as source_score:
+                def check_version() -> None:
+                    nonlocal gate
                     results.extend(compare_checksums(conninfo, version, plans, outcomes))
                     _ledger_update(control, schema, run_id, counts={r.name: asdict(r) for r in results})
                     _validate(results, "migrated schema", tolerated, rejects.count)
@@ -1799,10 +1815,10 @@ def run(config: MigrateConfig) -> MigrateResult:
                     finally:
                         if contract_run.seconds is not None:
                             timings["contracts"] = contract_run.seconds  # within validate
-                    if gate is not None:
-                        scores["source"] = source_score.score()
-                if gate is not None:
+                    if gate is None:
+                        return
                     scores["target"] = gate.quality
+                    scores["source"] = source_score.score()
                     if scores["source"] is not None and scores["target"] is not None and scores["target"] < scores["source"]:
                         raise GateFailed(
                             GATE,
@@ -1810,8 +1826,8 @@ def run(config: MigrateConfig) -> MigrateResult:
                             "compare the two gate reports; nothing was cut over",
                         )
 
-            scores["dashboards"] = _alongside_dashboards(conninfo, version, check_version)
-            timings["validate"] = round(time.monotonic() - t0, 3)
+                scores["dashboards"] = _alongside_dashboards(conninfo, version, check_version)
+                timings["validate"] = round(time.monotonic() - t0, 3)
             _ledger_update(control, schema, run_id, status=VALIDATED, scores=scores)
 
             # 6. access, backup, 7. cut-over

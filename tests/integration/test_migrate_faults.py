@@ -205,3 +205,27 @@ def test_health_check_every_10000_rows_stops_on_a_full_disk(pg_dsn: str, embedde
     dead.close()
     with pytest.raises(psycopg.OperationalError):
         stage.Health(dead, None).check()
+
+
+def test_a_killed_migration_leaves_no_contract_run_behind(tmp_path: Path, pg_dsn: str, postgresql) -> None:
+    """The contract runs on PostgreSQL are child processes (pipeline.child): SIGKILL of the
+    migration kills them too (PR_SET_PDEATHSIG), and the next run completes."""
+    import psutil
+
+    db = build_clean_db(tmp_path / "new.db", tickets=300, seed=3)
+    command = [sys.executable, "-m", "pipeline", "migrate", "--source", str(db), "--target", pg_dsn, "--no-backup", "--force"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    children: list[psutil.Process] = []
+    deadline = time.monotonic() + 120
+    while not children and proc.poll() is None and time.monotonic() < deadline:
+        children = [c for c in psutil.Process(proc.pid).children(recursive=True) if "pipeline.child" in " ".join(c.cmdline())]
+        time.sleep(0.05)
+    assert children, "no contract run started"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(30) == -signal.SIGKILL
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"contract runs left running: {[c.pid for c in alive]}"
+    final = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert live_checksums(pg_dsn) == expected_checksums(db)
+    assert_clean_state(postgresql)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,57 @@ def test_leaving_the_block_kills_a_child_still_running() -> None:
     with SpawnedCall("time:sleep", 60) as call:
         child = call.child
     assert child.returncode == -signal.SIGKILL  # killed, not waited for
+
+
+def test_arguments_sent_later_reach_a_child_that_imported_its_modules_meanwhile() -> None:
+    with SpawnedCall("sys:getrecursionlimit", deferred=True, preload=("json",)) as call:
+        with pytest.raises(RuntimeError, match="before its arguments"):
+            call.result()
+        call.send()
+        assert call.result() > 0
+        with pytest.raises(RuntimeError, match="already sent"):
+            call.send()
+
+
+def test_a_module_that_cannot_be_imported_is_reported_as_the_callers_error() -> None:
+    with SpawnedCall("pipeline.no_such_module:run") as call:
+        with pytest.raises(ModuleNotFoundError):
+            call.result()
+
+
+def test_the_child_dies_with_its_caller(tmp_path: Path) -> None:
+    """SIGKILL of the caller kills a child in the middle of its call (PR_SET_PDEATHSIG)."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    marker = tmp_path / "calling"
+    # The child's call runs a shell that marks the moment the call is under way.
+    script = (
+        "from pipeline.child import SpawnedCall\n"
+        f"with SpawnedCall('subprocess:call', ['sh', '-c', 'touch {marker}; exec sleep 600']) as call:\n"
+        "    print(call.child.pid, flush=True)\n"
+        "    call.result()"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert caller.stdout is not None
+    child = psutil.Process(int(caller.stdout.readline()))
+    shell: list[psutil.Process] = []
+    try:
+        for _ in range(600):
+            if marker.exists():
+                break
+            time.sleep(0.05)
+        assert marker.exists(), "the call never started"
+        shell = child.children()
+        caller.kill()
+        caller.wait()
+        gone, alive = psutil.wait_procs([child], timeout=60)
+        assert not alive, "the child outlived its caller"
+    finally:
+        for process in [child, *shell]:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
