@@ -1776,12 +1776,17 @@ def run(config: MigrateConfig) -> MigrateResult:
                 try:
                     with _ContractRun(config, conninfo, canary, "canary") as canary_run:
                         outcomes = _load_all(config, conninfo, target, canary, plans, rejects, where, "canary")
+                        timings["canary_load"] = round(time.monotonic() - t0, 3)
                         canary_run.start()
 
                         def check_canary() -> None:
                             canary_results.extend(compare_checksums(conninfo, canary, plans, outcomes))
                             _validate(canary_results, "canary", tolerated, rejects.count)
-                            scores["canary"] = _scored(canary_run.verdict())
+                            try:
+                                scores["canary"] = _scored(canary_run.verdict())
+                            finally:
+                                if canary_run.seconds is not None:
+                                    timings["canary_contracts"] = canary_run.seconds  # within canary
 
                         scores["canary_dashboards"] = _alongside_dashboards(conninfo, canary, check_canary)
                 finally:  # the run's child is gone (killed if it still ran): the schema can go
