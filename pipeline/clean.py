@@ -892,12 +892,12 @@ class _Builder:
         profiled = getattr(self.profile, "tables", None) or {}
         total = sum(profiled[t].rows if t in profiled else self.source.row_count(t) for t in tables)
         self.health_check()
-        # The last table to clean is built beside the others (a second connection in a
-        # thread: SQLite's C code runs without the GIL) when there are enough rows.
+        # The tables to clean after the first are built beside it (a second connection in
+        # a thread: SQLite's C code runs without the GIL) when there are enough rows.
         cleaned = [t for t in tables if REGISTRY.get(t) is not None and t not in VERBATIM_TABLES]
         beside: _Beside | None = None
         if total >= BESIDE_ROWS and len(cleaned) > 1:
-            beside = _Beside(self, cleaned[-1], REGISTRY[cleaned[-1]])
+            beside = _Beside(self, cleaned[1:])
         try:
             self.conn.execute("BEGIN")
             self._create_bookkeeping()
@@ -905,8 +905,8 @@ class _Builder:
                 self.progress = progress
                 for table in tables:
                     schema = REGISTRY.get(table)
-                    if beside is not None and table == beside.table:
-                        self._take_beside(beside)
+                    if beside is not None and table in beside.tables:
+                        self._take_beside(beside, table)
                     elif schema is None or table in VERBATIM_TABLES:
                         self._copy_verbatim(table)
                     else:
@@ -915,8 +915,17 @@ class _Builder:
             self.conn.execute("CREATE TEMP TABLE dropped_rows (tbl TEXT, rid INTEGER, PRIMARY KEY (tbl, rid)) WITHOUT ROWID")
             for table in tables:
                 schema = REGISTRY.get(table)
-                if schema is not None and table not in VERBATIM_TABLES:
-                    self._resolve_duplicates(table, schema)
+                if schema is None or table in VERBATIM_TABLES:
+                    continue
+                if beside is not None and table in beside.tables:
+                    if table == beside.tables[0]:
+                        # their duplicates were resolved beside: the quarantine rows of the
+                        # dropped rows here, where resolving them here would have written them
+                        self.conn.execute(f"INSERT INTO main.{QUARANTINE_TABLE} SELECT * FROM part.{QUARANTINE_TABLE} WHERE rowid > ?", (beside.rule_rows,))
+                        self.conn.execute("INSERT INTO temp.dropped_rows SELECT tbl, rid FROM part.beside_dropped")
+                    if self._strategy(table) != "fail":
+                        continue
+                self._resolve_duplicates(table, schema)
             self.conn.execute(
                 f"DELETE FROM {AUDIT_TABLE} WHERE run_id = ? AND (table_name, source_rowid) IN (SELECT tbl, rid FROM temp.dropped_rows)",
                 (self.run_id,),
@@ -930,25 +939,48 @@ class _Builder:
             if beside is not None:
                 beside.stop()  # joined (stopped first if still running), its scratch file removed
 
-    def _take_beside(self, beside: _Beside) -> None:
-        """The table built beside: its rows (same rowids), audit and quarantine rows
-        appended to the output's, where building it here would have written them."""
-        part = beside.wait()  # its error, if any, raised here: where this table's build would raise it
-        table = beside.table
+    def build_beside(self, tables: Sequence[str]) -> int:
+        """In ``_Beside``'s thread, into the scratch file: ``tables`` cleaned and their
+        duplicates resolved (strategy ``fail`` aside: the main builder checks those) as
+        ``build`` does, the dropped rows listed in ``beside_dropped``; the number of
+        quarantine rows written before the duplicates' (those go after every table's)."""
+        self.conn.execute("BEGIN")
+        for name, columns in ((AUDIT_TABLE, AUDIT_COLUMNS), (QUARANTINE_TABLE, QUARANTINE_COLUMNS)):
+            self.conn.execute(f"CREATE TABLE {quote_sqlite(name)} ({', '.join(quote_sqlite(c) for c in columns)})")
+        self._advance(0)
+        for table in tables:
+            self._clean_table(table, REGISTRY[table])
+        rule_rows = self.conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {QUARANTINE_TABLE}").fetchone()[0]
+        self.conn.execute("CREATE TEMP TABLE dropped_rows (tbl TEXT, rid INTEGER, PRIMARY KEY (tbl, rid)) WITHOUT ROWID")
+        for table in tables:
+            if self._strategy(table) != "fail":
+                self._resolve_duplicates(table, REGISTRY[table])
+        # the dropped rows' audit rows are deleted by the main builder, after the copy, as
+        # it deletes its own: the audit rows keep the rowids of a build by one connection
+        self.conn.execute("CREATE TABLE main.beside_dropped AS SELECT tbl, rid FROM temp.dropped_rows")
+        self.conn.execute("COMMIT")
+        return int(rule_rows)
+
+    def _take_beside(self, beside: _Beside, table: str) -> None:
+        """A table built beside: its rows (same rowids) copied into the output; with the
+        first, the audit and quarantine rows of them all, appended where building them
+        here would have written them (the tables between write none)."""
         q = quote_sqlite
-        self.conn.execute("ATTACH DATABASE ? AS part", (f"{beside.path.resolve().as_uri()}?mode=ro",))
+        if table == beside.tables[0]:
+            part = beside.wait()  # its error, if any, raised here: where building these tables would raise it
+            self.conn.execute("ATTACH DATABASE ? AS part", (f"{beside.path.resolve().as_uri()}?mode=ro",))
+            # same columns in the same order, no index: SQLite copies the records without decoding them
+            self.conn.execute(f"INSERT INTO main.{AUDIT_TABLE} SELECT * FROM part.{AUDIT_TABLE}")
+            self.conn.execute(f"INSERT INTO main.{QUARANTINE_TABLE} SELECT * FROM part.{QUARANTINE_TABLE} WHERE rowid <= ?", (beside.rule_rows,))
+            self.tables.update(part.tables)
+            self.date_columns.update(part.date_columns)
+            self.ambiguous.extend(part.ambiguous)
+            self.quarantined.update(part.quarantined)
         columns = [r[1] for r in self.conn.execute(f"PRAGMA part.table_info({q(table)})")]
         self._create(table, columns)
         listed = ", ".join(q(c) for c in columns)
         self.conn.execute(f"INSERT INTO main.{q(table)} (rowid, {listed}) SELECT rowid, {listed} FROM part.{q(table)} ORDER BY rowid")
-        for name in (AUDIT_TABLE, QUARANTINE_TABLE):
-            # same columns in the same order: SQLite copies the records without decoding them
-            self.conn.execute(f"INSERT INTO main.{q(name)} SELECT * FROM part.{q(name)}")
-        self.tables.update(part.tables)
-        self.date_columns.update(part.date_columns)
-        self.ambiguous.extend(part.ambiguous)
-        self.quarantined.update(part.quarantined)
-        self._advance(part.tables[table].rows_in)
+        self._advance(self.tables[table].rows_in)
 
     def _count_changes(self) -> None:
         """Changed cells per table, column and rule, counted from this run's audit rows."""
@@ -1434,10 +1466,10 @@ class _Beside:
     ``stop``, which the main builder calls on success and failure alike. The thread is
     joined before the build returns: nothing runs beside the gate (it forks)."""
 
-    def __init__(self, owner: _Builder, table: str, schema: Any) -> None:
+    def __init__(self, owner: _Builder, tables: Sequence[str]) -> None:
         self.owner = owner
-        self.table = table
-        self.schema = schema
+        self.tables = list(tables)
+        self.rule_rows = 0  # quarantine rows of the rules, before those of the duplicates
         self.path = Path(f"{owner.temp}{BESIDE_SUFFIX}")
         _unlink_family(self.path)
         self.stopping = threading.Event()
@@ -1445,7 +1477,7 @@ class _Beside:
         self.conn: sqlite3.Connection | None = None
         self.builder: _Builder | None = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=f"clean-{table}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="clean-beside", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
@@ -1457,12 +1489,7 @@ class _Beside:
                 with self.lock:
                     self.conn = builder.conn
                 try:
-                    builder.conn.execute("BEGIN")
-                    for name, columns in ((AUDIT_TABLE, AUDIT_COLUMNS), (QUARANTINE_TABLE, QUARANTINE_COLUMNS)):
-                        builder.conn.execute(f"CREATE TABLE {quote_sqlite(name)} ({', '.join(quote_sqlite(c) for c in columns)})")
-                    builder._advance(0)
-                    builder._clean_table(self.table, self.schema)
-                    builder.conn.execute("COMMIT")
+                    self.rule_rows = builder.build_beside(self.tables)
                 finally:
                     with self.lock:
                         self.conn = None

@@ -52,13 +52,13 @@ def test_the_table_built_beside_gives_the_same_output(raw_db: Path, tmp_path: Pa
     built: list[str] = []
     real_init = clean._Beside.__init__
 
-    def counted(self: clean._Beside, owner: clean._Builder, table: str, schema: object) -> None:
-        built.append(table)
-        real_init(self, owner, table, schema)
+    def counted(self: clean._Beside, owner: clean._Builder, tables: list[str]) -> None:
+        built.extend(tables)
+        real_init(self, owner, tables)
 
     monkeypatch.setattr(clean._Beside, "__init__", counted)
     two = _run(raw_db, tmp_path / "two.db", True, monkeypatch, settings)
-    assert built == ["timesheets"]  # the last table to clean, beside comments and tickets
+    assert built == ["tickets", "timesheets"]  # the tables to clean after the first, beside comments
     assert _summary(two) == _summary(one)
     assert one.audit_rows > 0 and sum(q["count"] for q in one.quarantine) > 0
     assert _digest(tmp_path / "two.db") == _digest(tmp_path / "one.db")
@@ -121,3 +121,25 @@ def test_a_scratch_file_of_a_killed_run_is_removed(raw_db: Path, tmp_path: Path,
     stale.write_bytes(b"partial")
     _run(raw_db, out, True, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.db"]
+
+
+@pytest.mark.parametrize("refused", [{"clean.duplicates": "fail"}, {"clean.duplicates_by_table": {"tickets": "fail"}}])
+def test_duplicates_refused_beside_are_the_same_error(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: dict):
+    """Strategy ``fail`` is checked by the main builder, table by table in order, for the
+    tables built beside too: the same error (the first table's, or the one built beside)."""
+    settings = Settings().with_overrides(**refused)
+    errors = []
+    for beside in (False, True):
+        with pytest.raises(clean.FixYourData) as err:
+            _run(raw_db, tmp_path / "clean.db", beside, monkeypatch, settings)
+        errors.append(str(err.value))
+    assert errors[0] == errors[1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_duplicates_to_refuse_beside(clean_raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    settings = Settings().with_overrides(**{"clean.duplicates": "fail"})
+    one = _run(clean_raw_db, tmp_path / "one.db", False, monkeypatch, settings)
+    two = _run(clean_raw_db, tmp_path / "two.db", True, monkeypatch, settings)
+    assert _summary(two) == _summary(one)
+    assert _digest(tmp_path / "two.db") == _digest(tmp_path / "one.db")
