@@ -77,9 +77,9 @@ GATE_MARK = ".clean-gate-"  # a folder holding the output under its final name w
 STRATEGIES = ("keep_latest", "keep_first", "fail")
 MB = 1024 * 1024
 OUTPUT_PAGE_SIZE = 16384  # bytes per page of the output database
-# From this many source rows on, the last table to clean is built beside the others by a
-# second SQLite connection in a thread (``_Beside``), into a scratch file then copied into
-# the output; below it the thread and the copy cost more than they save.
+# From this many source rows on, the tables to clean after the first are built beside it
+# by a second SQLite connection in a thread (``_Beside``), into a scratch file then copied
+# into the output; below it the thread and the copy cost more than they save.
 BESIDE_ROWS = 100_000
 BESIDE_SUFFIX = "-part"  # the scratch file: the output's temporary file's name + this
 # Below this much available memory on the machine the run stops, whatever the setting.
