@@ -77,6 +77,11 @@ GATE_MARK = ".clean-gate-"  # a folder holding the output under its final name w
 STRATEGIES = ("keep_latest", "keep_first", "fail")
 MB = 1024 * 1024
 OUTPUT_PAGE_SIZE = 16384  # bytes per page of the output database
+# From this many source rows on, the tables to clean after the first are built beside it
+# by a second SQLite connection in a thread (``_Beside``), into a scratch file then copied
+# into the output; below it the thread and the copy cost more than they save.
+BESIDE_ROWS = 100_000
+BESIDE_SUFFIX = "-part"  # the scratch file: the output's temporary file's name + this
 # Below this much available memory on the machine the run stops, whatever the setting.
 MIN_AVAILABLE_MEMORY_MB = 32
 
@@ -836,6 +841,7 @@ class _Builder:
         self.ambiguous: list[str] = []
         self.rows_since_check = 0
         self.progress: Progress | None = None
+        self.stopping: threading.Event | None = None  # set: a builder beside the main one stops
 
     # -- health
 
@@ -868,6 +874,8 @@ class _Builder:
         log.debug("health: %.0f MB free for the output, %.0f MB resident, %.0f MB available", free / MB, rss, available)
 
     def _advance(self, rows: int) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            raise _Stopped()
         self.rows_since_check += rows
         if self.progress is not None:
             self.progress.advance(rows)
@@ -884,29 +892,95 @@ class _Builder:
         profiled = getattr(self.profile, "tables", None) or {}
         total = sum(profiled[t].rows if t in profiled else self.source.row_count(t) for t in tables)
         self.health_check()
-        self.conn.execute("BEGIN")
-        self._create_bookkeeping()
-        with Progress("clean", total=total, stream=sys.stderr if self.config.progress else _NullStream()) as progress:
-            self.progress = progress
+        # The tables to clean after the first are built beside it (a second connection in
+        # a thread: SQLite's C code runs without the GIL) when there are enough rows.
+        cleaned = [t for t in tables if REGISTRY.get(t) is not None and t not in VERBATIM_TABLES]
+        beside: _Beside | None = None
+        if total >= BESIDE_ROWS and len(cleaned) > 1:
+            beside = _Beside(self, cleaned[1:])
+        try:
+            self.conn.execute("BEGIN")
+            self._create_bookkeeping()
+            with Progress("clean", total=total, stream=sys.stderr if self.config.progress else _NullStream()) as progress:
+                self.progress = progress
+                for table in tables:
+                    schema = REGISTRY.get(table)
+                    if beside is not None and table in beside.tables:
+                        self._take_beside(beside, table)
+                    elif schema is None or table in VERBATIM_TABLES:
+                        self._copy_verbatim(table)
+                    else:
+                        self._clean_table(table, schema)
+            self.conn.execute("DROP TABLE IF EXISTS temp.dropped_rows")
+            self.conn.execute("CREATE TEMP TABLE dropped_rows (tbl TEXT, rid INTEGER, PRIMARY KEY (tbl, rid)) WITHOUT ROWID")
             for table in tables:
                 schema = REGISTRY.get(table)
                 if schema is None or table in VERBATIM_TABLES:
-                    self._copy_verbatim(table)
-                else:
-                    self._clean_table(table, schema)
-        self.conn.execute("DROP TABLE IF EXISTS temp.dropped_rows")
+                    continue
+                if beside is not None and table in beside.tables:
+                    if table == beside.tables[0]:
+                        # their duplicates were resolved beside: the quarantine rows of the
+                        # dropped rows here, where resolving them here would have written them
+                        self.conn.execute(f"INSERT INTO main.{QUARANTINE_TABLE} SELECT * FROM part.{QUARANTINE_TABLE} WHERE rowid > ?", (beside.rule_rows,))
+                        self.conn.execute("INSERT INTO temp.dropped_rows SELECT tbl, rid FROM part.beside_dropped")
+                    if self._strategy(table) != "fail":
+                        continue
+                self._resolve_duplicates(table, schema)
+            self.conn.execute(
+                f"DELETE FROM {AUDIT_TABLE} WHERE run_id = ? AND (table_name, source_rowid) IN (SELECT tbl, rid FROM temp.dropped_rows)",
+                (self.run_id,),
+            )
+            self.conn.execute("DROP TABLE temp.dropped_rows")
+            self._count_changes()
+            self.conn.execute("COMMIT")
+            if beside is not None:
+                self.conn.execute("DETACH DATABASE part")
+        finally:
+            if beside is not None:
+                beside.stop()  # joined (stopped first if still running), its scratch file removed
+
+    def build_beside(self, tables: Sequence[str]) -> int:
+        """In ``_Beside``'s thread, into the scratch file: ``tables`` cleaned and their
+        duplicates resolved (strategy ``fail`` aside: the main builder checks those) as
+        ``build`` does, the dropped rows listed in ``beside_dropped``; the number of
+        quarantine rows written before the duplicates' (those go after every table's)."""
+        self.conn.execute("BEGIN")
+        for name, columns in ((AUDIT_TABLE, AUDIT_COLUMNS), (QUARANTINE_TABLE, QUARANTINE_COLUMNS)):
+            self.conn.execute(f"CREATE TABLE {quote_sqlite(name)} ({', '.join(quote_sqlite(c) for c in columns)})")
+        self._advance(0)
+        for table in tables:
+            self._clean_table(table, REGISTRY[table])
+        rule_rows = self.conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {QUARANTINE_TABLE}").fetchone()[0]
         self.conn.execute("CREATE TEMP TABLE dropped_rows (tbl TEXT, rid INTEGER, PRIMARY KEY (tbl, rid)) WITHOUT ROWID")
         for table in tables:
-            schema = REGISTRY.get(table)
-            if schema is not None and table not in VERBATIM_TABLES:
-                self._resolve_duplicates(table, schema)
-        self.conn.execute(
-            f"DELETE FROM {AUDIT_TABLE} WHERE run_id = ? AND (table_name, source_rowid) IN (SELECT tbl, rid FROM temp.dropped_rows)",
-            (self.run_id,),
-        )
-        self.conn.execute("DROP TABLE temp.dropped_rows")
-        self._count_changes()
+            if self._strategy(table) != "fail":
+                self._resolve_duplicates(table, REGISTRY[table])
+        # the dropped rows' audit rows are deleted by the main builder, after the copy, as
+        # it deletes its own: the audit rows keep the rowids of a build by one connection
+        self.conn.execute("CREATE TABLE main.beside_dropped AS SELECT tbl, rid FROM temp.dropped_rows")
         self.conn.execute("COMMIT")
+        return int(rule_rows)
+
+    def _take_beside(self, beside: _Beside, table: str) -> None:
+        """A table built beside: its rows (same rowids) copied into the output; with the
+        first, the audit and quarantine rows of them all, appended where building them
+        here would have written them (the tables between write none)."""
+        q = quote_sqlite
+        if table == beside.tables[0]:
+            part = beside.wait()  # its error, if any, raised here: where building these tables would raise it
+            self.conn.execute("ATTACH DATABASE ? AS part", (f"{beside.path.resolve().as_uri()}?mode=ro",))
+            # same columns in the same order, no index: SQLite copies the records without decoding them
+            self.conn.execute(f"INSERT INTO main.{AUDIT_TABLE} SELECT * FROM part.{AUDIT_TABLE}")
+            self.conn.execute(f"INSERT INTO main.{QUARANTINE_TABLE} SELECT * FROM part.{QUARANTINE_TABLE} WHERE rowid <= ?", (beside.rule_rows,))
+            self.tables.update(part.tables)
+            self.date_columns.update(part.date_columns)
+            self.ambiguous.extend(part.ambiguous)
+            self.quarantined.update(part.quarantined)
+        columns = [r[1] for r in self.conn.execute(f"PRAGMA part.table_info({q(table)})")]
+        self._create(table, columns)
+        listed = ", ".join(q(c) for c in columns)
+        self.conn.execute(f"INSERT INTO main.{q(table)} (rowid, {listed}) SELECT rowid, {listed} FROM part.{q(table)} ORDER BY rowid")
+        self._advance(self.tables[table].rows_in)
 
     def _count_changes(self) -> None:
         """Changed cells per table, column and rule, counted from this run's audit rows."""
@@ -1376,6 +1450,68 @@ class _Builder:
             self.conn.close()
         except sqlite3.Error:  # pragma: no cover
             pass
+
+
+class _Stopped(Exception):
+    """A builder beside the main one was told to stop (the main one failed)."""
+
+
+class _Beside:
+    """One table cleaned beside the main build: a ``_Builder`` of its own (its own SQLite
+    connections to the source and to a scratch file, its own temporary tables) in a
+    thread, while the main builder cleans the tables before it. The main builder copies
+    the finished table and its audit and quarantine rows into the output in its one
+    transaction (``_Builder._take_beside``). The scratch file is named after the output's
+    temporary file (``remove_stale_temps`` removes it after a SIGKILL) and removed by
+    ``stop``, which the main builder calls on success and failure alike. The thread is
+    joined before the build returns: nothing runs beside the gate (it forks)."""
+
+    def __init__(self, owner: _Builder, tables: Sequence[str]) -> None:
+        self.owner = owner
+        self.tables = list(tables)
+        self.rule_rows = 0  # quarantine rows of the rules, before those of the duplicates
+        self.path = Path(f"{owner.temp}{BESIDE_SUFFIX}")
+        _unlink_family(self.path)
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()  # guards ``conn`` between the thread's close and ``stop``'s interrupt
+        self.conn: sqlite3.Connection | None = None
+        self.builder: _Builder | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="clean-beside", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        owner = self.owner
+        try:
+            with SQLiteSource(owner.source.path) as source:
+                builder = _Builder(owner.config, source, self.path, owner.run_id, owner.today, owner.profile)
+                builder.stopping = self.stopping
+                with self.lock:
+                    self.conn = builder.conn
+                try:
+                    self.rule_rows = builder.build_beside(self.tables)
+                finally:
+                    with self.lock:
+                        self.conn = None
+                        builder.close()
+                self.builder = builder
+        except BaseException as exc:  # raised by ``wait`` in the main builder's thread
+            self.error = exc
+
+    def wait(self) -> _Builder:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.builder is not None
+        return self.builder
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            if self.conn is not None:
+                self.conn.interrupt()  # a statement running now ends with "interrupted"
+        self.thread.join()
+        _unlink_family(self.path)
 
 
 class _NullStream:

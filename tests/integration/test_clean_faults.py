@@ -28,8 +28,13 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if clean.TEMP_MARK in p.name)
 
 
-def clean_cmd(source: Path, out: Path, *extra: str) -> list[str]:
-    return [*CLI, "clean", "--source", str(source), "--out", str(out), *extra]
+def clean_cmd(source: Path, out: Path, *extra: str, beside: bool = False) -> list[str]:
+    # beside: the last table built beside the others whatever the size (clean._Beside)
+    cli = [sys.executable, "-c", BESIDE_CLI] if beside else CLI
+    return [*cli, "clean", "--source", str(source), "--out", str(out), *extra]
+
+
+BESIDE_CLI = "import sys; from pipeline import clean; clean.BESIDE_ROWS = 0; from pipeline.cli import main; raise SystemExit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +71,8 @@ def _complete(db: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_sigkill_at_many_points_leaves_nothing_and_the_next_run_succeeds(mid_db: Path, tmp_path: Path):
+@pytest.mark.parametrize("beside", [False, True], ids=["one-connection", "table-beside"])
+def test_sigkill_at_many_points_leaves_nothing_and_the_next_run_succeeds(mid_db: Path, tmp_path: Path, beside: bool):
     digest = sha256_file(mid_db)
     out = tmp_path / "clean.db"
     # Calibrate: when does the temporary file appear, when is the run over? The faster of
@@ -75,7 +81,7 @@ def test_sigkill_at_many_points_leaves_nothing_and_the_next_run_succeeds(mid_db:
     calibration = []
     for _ in range(2):
         started = time.monotonic()
-        proc = subprocess.Popen(clean_cmd(mid_db, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(clean_cmd(mid_db, out, beside=beside), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         temp = clean.temp_path_for(out, proc.pid)
         temp_seen = renamed = None
         while proc.poll() is None:
@@ -96,7 +102,7 @@ def test_sigkill_at_many_points_leaves_nothing_and_the_next_run_succeeds(mid_db:
     attempts = 0
     while sum(1 for o in outcomes if o[1] == -signal.SIGKILL) < KILLS and attempts < 2 * KILLS:
         attempts += 1
-        proc = subprocess.Popen(clean_cmd(mid_db, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(clean_cmd(mid_db, out, beside=beside), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         temp = clean.temp_path_for(out, proc.pid)
         t0 = time.monotonic()
         if attempts % 3 == 1:  # a third while starting up and profiling the source
@@ -125,7 +131,7 @@ def test_sigkill_at_many_points_leaves_nothing_and_the_next_run_succeeds(mid_db:
     assert sum(1 for o in killed if o[2] in ("building", "gating")) >= KILLS // 2, outcomes
     assert {o[2] for o in killed} >= {"starting", "building"}, outcomes
 
-    final = subprocess.run(clean_cmd(mid_db, out), capture_output=True, text=True)
+    final = subprocess.run(clean_cmd(mid_db, out, beside=beside), capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     assert _complete(out) and leftovers(tmp_path) == []
     assert sha256_file(mid_db) == digest
@@ -148,7 +154,10 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", str(mount_point)], check=True)
 
 
-def test_a_really_full_disk_is_a_clear_error_and_leaves_nothing(raw_db: Path, small_disk: Path):
+@pytest.mark.parametrize("beside", [False, True], ids=["one-connection", "table-beside"])
+def test_a_really_full_disk_is_a_clear_error_and_leaves_nothing(raw_db: Path, small_disk: Path, beside: bool, monkeypatch: pytest.MonkeyPatch):
+    if beside:  # the scratch file of the table built beside fills the disk too
+        monkeypatch.setattr(clean, "BESIDE_ROWS", 0)
     assert raw_db.stat().st_size > 2 * 1024 * 1024, "the sample must not fit on the small disk"
     digest = sha256_file(raw_db)
     out = small_disk / "clean.db"
