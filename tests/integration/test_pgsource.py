@@ -275,3 +275,97 @@ def test_profile_asks_no_duplicate_keys_of_a_rising_key(migrated: str, monkeypat
         full = profile.profile_source(pg, Settings(), now=now)
         assert "tickets" in asked, asked
     assert (fast.tables, fast.findings, fast.quality) == (full.tables, full.findings, full.quality)
+
+
+# Long texts whose plainness (``feed``'s fast path) is easy to get wrong on the server.
+_TRICKY_TEXTS = [
+    "", " ", "\t", "   padded", "padded ", "tab\t", "nbsp\u00a0", "\u3000ideographic", "line sep\u2028",
+    "caf\u00e9", "\u00e9t\u00e9 plain", "N/A", "  N/A  ", "PendingAssignment", "a\rb", "ends\r",
+    "one\n\nblank", "two\n\n\nblank", "three\n\n\n\nblank", "spaced\n \n\t\n \nrun", "spaced\n \n\t\nok", "crlf\r\n\r\n\r\n\r\nrun",
+    "42", "7.5", "2025-01-01", "2025-01-01 08:00:00", "plain text", "plain text", "x" * 3000,
+    "\n", "\nstarts", "ends\n", "\u2028", "\x1f unit separator", "q\u2029",
+]
+
+
+def _feed_plain(value: str, tokens: frozenset[str]) -> bool:
+    """``_ColumnScan.feed``'s plain_long test with ``max_blank_lines`` 2."""
+    import re
+
+    return bool(
+        value and "\r" not in value and "\x00" not in value and value.strip() is value
+        and value not in tokens and re.search(r"\n(?:[ \t\r]*\n){3}", value) is None
+    )
+
+
+def test_digested_long_texts_are_plain_only_when_feed_says_so(migrated: str, postgresql: psycopg.Connection) -> None:
+    # The server nulls a value out only when feed() would take it as plain; every other
+    # value, and every sampled row, comes whole; the hash is equal for equal texts.
+    from pipeline.config import Settings
+    from pipeline.values import placeholder_set
+
+    postgresql.autocommit = True
+    postgresql.execute("CREATE SCHEMA digest")
+    postgresql.execute("CREATE TABLE digest.t (id integer PRIMARY KEY, c text)")
+    texts = [*_TRICKY_TEXTS, None, *_TRICKY_TEXTS]
+    with postgresql.cursor() as cur:
+        cur.executemany("INSERT INTO digest.t VALUES (%s, %s)", list(enumerate(texts)))
+    tokens = placeholder_set(Settings().placeholder_tokens)
+    with PostgresSource(migrated, "digest") as pg:
+        rows = [r for b in pg.iter_digested("t", ["id", "c"], 5, {"c": (tokens, 2)}, 1000) for r in b]
+    assert [r[0] for r in rows] == list(range(len(texts)))
+    hashes: dict[str, int] = {}
+    for (i, kept, h), text in zip(rows, texts):
+        if text is None:
+            assert kept is None and h is None
+            continue
+        assert hashes.setdefault(text, h) == h
+        if i == 0 or kept is not None:  # row 0 is the sample (stride 1000)
+            assert kept == text
+        else:
+            assert _feed_plain(text, tokens), repr(text)
+    sent = {t for (i, kept, _), t in zip(rows, texts) if kept is not None and i}
+    must = {"caf\u00e9", "nbsp\u00a0", "", "padded ", "N/A", "a\rb", "three\n\n\n\nblank", "spaced\n \n\t\n \nrun", "\u3000ideographic"}
+    assert must <= sent, must - sent
+    plain = {"plain text", "one\n\nblank", "two\n\n\nblank", "spaced\n \n\t\nok", "x" * 3000, "42"}
+    assert not plain & sent, plain & sent
+    assert len({h for h in hashes.values()}) == len(hashes)
+
+
+@pytest.mark.parametrize("batch", [7, 1000])
+def test_profile_of_digested_long_texts_matches_reading_them_whole(
+    migrated: str, postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    # Comment bodies and ticket descriptions digested on the server (``iter_digested``)
+    # give the profile that reading every value gives: counts, examples, kinds, storage,
+    # exact distinct counts, findings, score and verdict.
+    import dataclasses
+
+    from pipeline import profile
+    from pipeline.config import Settings
+
+    postgresql.autocommit = True
+    ids = [r[0] for r in postgresql.execute("SELECT comment_id FROM servicedesk.comments ORDER BY 1").fetchall()]
+    for i, text in zip(ids, _TRICKY_TEXTS + [None] * 5):
+        postgresql.execute("UPDATE servicedesk.comments SET comment_text = %s WHERE comment_id = %s", (text, i))
+    tids = [r[0] for r in postgresql.execute('SELECT "TKT-Ticket ID" FROM servicedesk.tickets ORDER BY 1').fetchall()]
+    for i, text in zip(tids[::2], reversed(_TRICKY_TEXTS)):
+        postgresql.execute('UPDATE servicedesk.tickets SET "TKT-Description" = %s WHERE "TKT-Ticket ID" = %s', (text, i))
+    monkeypatch.setattr(profile, "_batch_rows", lambda *a: batch)
+    digested: list[str] = []
+    feed_digested = profile._ColumnScan.feed_digested
+    monkeypatch.setattr(
+        profile._ColumnScan, "feed_digested", lambda self, *a: digested.append(self.spec.name) or feed_digested(self, *a)
+    )
+    settings = Settings()
+    settings = dataclasses.replace(settings, profile=dataclasses.replace(settings.profile, sample_size=10))
+    now = datetime(2026, 1, 15, 12)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        fast = profile.profile_source(pg, settings, now=now)
+        monkeypatch.setattr(profile, "_read_digested", lambda *a: (None, []))
+        whole = profile.profile_source(pg, settings, now=now)
+    assert {"comment_text", "TKT-Description"} <= set(digested)
+    assert fast.tables == whole.tables
+    assert fast.findings == whole.findings
+    assert (fast.quality, fast.verdict, fast.reasons) == (whole.quality, whole.verdict, whole.reasons)
+    text = fast.tables["comments"].columns["comment_text"]
+    assert text.empty_count and not text.distinct_estimated
