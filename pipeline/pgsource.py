@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from typing import Any, Collection, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from psycopg import sql
 
@@ -123,40 +123,6 @@ class PostgresSource:
         if limit is not None and limit <= batch_rows:
             return self._fetch_batches(query, params, batch_rows)  # one batch: nothing to read ahead
         return _read_ahead(self._fetch_batches(query, params, batch_rows))
-
-    def iter_digested(
-        self,
-        table: str,
-        columns: Sequence[str],
-        batch_rows: int,
-        plain: dict[str, tuple[Collection[str], int]],
-        stride: int,
-    ) -> Iterator[list[tuple[Any, ...]]] | None:
-        """``iter_batches`` with the long texts of ``plain`` digested on the server.
-
-        ``plain`` maps a column to its placeholder tokens and ``max_blank_lines``
-        (``PlainText``). Same rows, order and batches. Each column of ``plain`` holds its value only where
-        the server could not prove the value plain (``PlainText``) or the row is one of the
-        evenly spread sample (its global position a multiple of ``stride``), else None;
-        after the named columns comes one column per ``plain`` column (in its order): a
-        64-bit hash of the value (``hashtextextended``), None for NULL. The profile thus
-        never fetches the bulk of 2 KB comments, only what it must judge or sample.
-        Returns None when the server cannot digest (a server encoding other than UTF8:
-        ``ascii()`` gives code points only there).
-        """
-        if self._encoding() != "UTF8":
-            return None
-        order = self._order_by(table)
-        sampled = sql.SQL("mod(row_number() OVER (ORDER BY {}) - 1, {}) = 0").format(order, sql.Literal(stride))
-        exprs: list[sql.Composable] = []
-        for c in columns:
-            exprs.append(sql.Identifier(c) if c not in plain else PlainText(*plain[c]).kept(sql.Identifier(c), sampled))
-        exprs.extend(sql.SQL("hashtextextended({} COLLATE \"C\", 0)").format(sql.Identifier(c)) for c in plain)
-        query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(sql.SQL(", ").join(exprs), self._table(table), order)
-        return _read_ahead(self._fetch_batches(query, (), batch_rows))
-
-    def _encoding(self) -> str:
-        return self.conn.execute("SHOW server_encoding").fetchone()[0]
 
     def _fetch_batches(self, query: sql.Composable, params: tuple[Any, ...], batch_rows: int) -> Iterator[list[tuple[Any, ...]]]:
         conn = connect(self.conninfo)
@@ -317,45 +283,6 @@ class PostgresSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-
-# Every character Python's ``str.strip()`` removes (``str.isspace``), by code point.
-_SPACE_CODES = tuple(i for i in range(0x110000) if chr(i).isspace())
-
-
-class PlainText:
-    """What makes a long text plain for the profile (``_ColumnScan.feed``'s fast path):
-    not empty, no ``\\r`` (no NUL: PostgreSQL text holds none), no whitespace first or
-    last (Python's ``str.isspace``), not a placeholder token, no run of more than
-    ``max_blank_lines`` blank lines. ``kept`` is the SQL of the value the server sends:
-    NULL where it proves the value plain and the row is not sampled. The proof may say
-    "not plain" of a plain value (its last character not ASCII, say): the reader judges
-    every value it is sent, so only a "plain" must be certain.
-    """
-
-    def __init__(self, tokens: Collection[str], max_blank_lines: int) -> None:
-        self.tokens = sorted(tokens)
-        self.runs = max_blank_lines + 1  # newlines after the first that make a run too long
-
-    def kept(self, c: sql.Composable, sampled: sql.Composable) -> sql.Composable:
-        proof = [
-            sql.SQL("{} <> ''").format(c),
-            # <> ALL: a length differing from every token's decides it without reading the text.
-            sql.SQL("{} <> ALL({})").format(c, sql.Literal(self.tokens)),
-            sql.SQL("ascii({}) <> ALL({})").format(c, sql.Literal(list(_SPACE_CODES))),
-            # The last byte (of the UTF-8 text: the server encoding is UTF8) a printable
-            # ASCII character, so the last character is no space; any other is sent.
-            # ``c::bytea`` would read backslashes as escapes: ``convert_to`` copies the bytes.
-            sql.SQL("int4range(33, 128) @> get_byte(convert_to({c}, 'UTF8'), octet_length({c}) - 1)").format(c=c),
-            sql.SQL("strpos({}, {}) = 0").format(c, sql.Literal("\r")),
-        ]
-        if self.runs <= 255:  # RE_DUP_MAX: beyond it any text with a newline is sent
-            run = "\n(?:[ \t\r]*\n){%d}" % self.runs
-            proof.append(sql.SQL("(strpos({c}, {nl}) = 0 OR {c} !~ {run})").format(c=c, nl=sql.Literal("\n"), run=sql.Literal(run)))
-        else:
-            proof.append(sql.SQL("strpos({}, {}) = 0").format(c, sql.Literal("\n")))
-        # CASE evaluates its conditions in order and stops at the first that fails.
-        return sql.SQL("CASE WHEN {} AND NOT {} THEN NULL ELSE {} END").format(sql.SQL(" AND ").join(proof), sampled, c)
 
 
 class _Failed:

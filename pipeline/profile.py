@@ -311,7 +311,6 @@ class _Spec:
         # More than max_blank_lines blank lines in a row; a literal "\n" first lets the
         # regex engine skip ahead fast on 2,000-character comments.
         self.blank_run = re.compile(r"\n(?:[ \t\r]*\n){%d}" % (settings.clean.max_blank_lines + 1))
-        self.max_blank_lines = settings.clean.max_blank_lines
         self.orphan_values: frozenset = frozenset()
 
     @property
@@ -971,60 +970,6 @@ class _ColumnScan:
                     self.sampled += 1
 
 
-    def feed_digested(self, col: tuple, hashes: tuple, key_at: Callable[[int], Any], sample_first: int, stride: int) -> None:
-        """``feed`` of a plain long-text column read digested (``_read_digested``): ``col``
-        holds the values the server did not prove plain and the sampled ones, None for
-        the rest; ``hashes`` the server's hash of every value (None for NULL). Values plain
-        by ``feed``'s own test are counted here: their rows as text, their server hashes
-        for the distinct count, the sampled ones' kinds; the others go through ``feed``
-        at their positions, judged as when read whole. A text is plain or not wherever it
-        occurs, so the two kinds of hash never count one text twice."""
-        spec_ = self.spec
-        tokens, blank_run = spec_.tokens, spec_.blank_run
-        kept = list(col)
-        plain_hashes = [h for v, h in zip(col, hashes) if v is None and h is not None]
-        sampled: collections.Counter = collections.Counter()
-        for i, value in enumerate(col):
-            if value is None:
-                continue
-            # ``feed``'s plain_long test (NUL cannot occur in PostgreSQL text).
-            if (
-                value
-                and "\r" not in value
-                and "\x00" not in value
-                and value.strip() is value
-                and value not in tokens
-                and blank_run.search(value) is None
-            ):
-                plain_hashes.append(hashes[i])
-                kept[i] = None
-                if i >= sample_first and (i - sample_first) % stride == 0:
-                    sampled[value] += 1
-        storage = self.storage
-        if str not in storage and len(col) > hashes.count(None):
-            storage[str] = 0  # ``feed`` counts text before NULLs: the same order of storage classes
-        self.feed(tuple(kept), key_at, sample_first, stride)
-        plain = len(plain_hashes)
-        if plain:
-            # ``feed`` took the plain rows for NULLs: they are text.
-            self.nulls -= plain
-            storage[type(None)] -= plain
-            if not storage[type(None)]:
-                del storage[type(None)]
-            storage[str] += plain
-            distinct = self.distinct
-            if distinct.exact is not None:
-                distinct.exact.update(plain_hashes)
-                if len(distinct.exact) > DISTINCT_EXACT:
-                    distinct.add(next(iter(distinct.exact)))  # switches to HyperLogLog
-            else:
-                distinct.add_many(plain_hashes)
-        for value, n in sampled.items():
-            kind = self.kind_of(value)
-            if kind is not None:
-                self.kinds[kind] += n
-                self.sampled += n
-
     def _typed_dates(
         self, col: tuple, counter: collections.Counter | None, nulls: int, tally: dict[tuple, int], hashes: list[int], dts: list
     ) -> list | None:
@@ -1349,15 +1294,9 @@ def _profile_table(
     start = 0
     # A single key column rising row after row (``rising_integers``) repeats no key.
     rising, last_key = len(key_idx) == 1, None
-    batches, digested = _read_digested(source, name, select, batch_rows, read_scans, dict(declared), stride)
-    if batches is None:
-        batches = source.iter_batches(name, select, batch_rows)
     with Progress(f"profile {name}", rows, stream=sys.stderr if progress else _Silent()) as bar:
-        for batch in batches:
+        for batch in source.iter_batches(name, select, batch_rows):
             cols = list(zip(*batch))
-            if digested:
-                hashes_of = dict(zip(digested, cols[len(select):]))
-                del cols[len(select):]
             if rising:
                 rising = rising_integers(cols[key_idx[0]], last_key)
                 last_key = cols[key_idx[0]][-1]
@@ -1377,10 +1316,7 @@ def _profile_table(
                 key_at = lambda i, start=start: start + i + 1  # noqa: E731
             first = (-start) % stride
             for scan, col in zip(read_scans, cols):
-                if digested and scan.spec.name in hashes_of:
-                    scan.feed_digested(col, hashes_of[scan.spec.name], key_at, first, stride)
-                else:
-                    scan.feed(col, key_at, first, stride)
+                scan.feed(col, key_at, first, stride)
             start += len(batch)
             bar.advance(len(batch))
             del cols, batch
@@ -1434,29 +1370,6 @@ def _profile_table(
         TableProfile(name=name, rows=rows, has_contract=schema is not None, columns=columns, missing_columns=missing, extra_columns=extra),
         findings,
     )
-
-
-_TEXT_COLUMN = re.compile(r"text$|varchar$|character varying(\(\d+\))?$")
-
-
-def _read_digested(
-    source: Source, table: str, select: list[str], batch_rows: int, scans: list[_ColumnScan], types: dict[str, str], stride: int
-) -> tuple[Any, list[str]]:
-    """The table's batches with its plain long texts digested on the server, when the
-    source can (``PostgresSource.iter_digested``): ``(batches, digested columns)``, or
-    ``(None, [])`` to read every value. Not when every value is sampled (``full``)."""
-    digest = getattr(source, "iter_digested", None)
-    if not callable(digest) or stride == 1:
-        return None, []
-    plain = {
-        sc.spec.name: (sc.spec.tokens, sc.spec.max_blank_lines)
-        for sc in scans
-        if sc.spec.plain_long_text and _TEXT_COLUMN.match(types.get(sc.spec.name, ""))
-    }
-    if not plain:
-        return None, []
-    batches = digest(table, select, batch_rows, plain, stride)
-    return (None, []) if batches is None else (batches, list(plain))
 
 
 class _Silent:
