@@ -275,3 +275,31 @@ def test_profile_asks_no_duplicate_keys_of_a_rising_key(migrated: str, monkeypat
         full = profile.profile_source(pg, Settings(), now=now)
         assert "tickets" in asked, asked
     assert (fast.tables, fast.findings, fast.quality) == (full.tables, full.findings, full.quality)
+
+
+@pytest.mark.parametrize("share", ["default", "every column"])
+def test_typed_integers_judged_at_once_match_the_judgement_of_each(
+    migrated: str, postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, share: str
+) -> None:
+    # Integers from PostgreSQL are judged usable a batch at a time (``_typed_integers``),
+    # streamed and by distinct value; judging each value must give the same results.
+    executor = pytest.importorskip("contracts.executor")
+    postgresql.autocommit = True
+    postgresql.execute("UPDATE servicedesk.comments SET comment_id = -comment_id WHERE comment_id % 7 = 0")
+    postgresql.execute("UPDATE servicedesk.comments SET user_id = NULL WHERE comment_id % 5 = 0")
+    postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Crm ID" = 0 WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 11)')
+    postgresql.execute("ANALYZE servicedesk.comments, servicedesk.timesheets")
+    if share != "default":
+        monkeypatch.setattr(executor, "_GROUP_SHARE", float("inf"))
+    called: list[bool] = []
+    typed = executor._typed_integers
+    monkeypatch.setattr(executor, "_typed_integers", lambda values, kind: called.append(typed(values, kind)) or called[-1])
+    today = date(2026, 1, 15)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        fast = executor.execute(pg, today=today)
+        monkeypatch.setattr(executor, "_typed_integers", lambda values, kind: False)
+        slow = executor.execute(pg, today=today)
+    assert any(called)
+    assert [r.to_json() for r in fast.results] == [r.to_json() for r in slow.results]
+    failing = {r.id: r.failing for r in fast.results if r.failing}
+    assert failing.get("comments::comment_id::in_range"), failing
