@@ -303,3 +303,42 @@ def test_typed_integers_judged_at_once_match_the_judgement_of_each(
     assert [r.to_json() for r in fast.results] == [r.to_json() for r in slow.results]
     failing = {r.id: r.failing for r in fast.results if r.failing}
     assert failing.get("comments::comment_id::in_range"), failing
+
+
+class _EveryColumn:
+    """A PostgresSource without ``non_null_counts``: the profiler then reads every column."""
+
+    def __init__(self, source: PostgresSource) -> None:
+        self._source = source
+        self.label = source.label
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name == "non_null_counts":
+            raise AttributeError(name)
+        return getattr(self._source, name)
+
+
+def test_profile_of_null_only_columns_counted_not_read(migrated: str, postgresql: psycopg.Connection) -> None:
+    # Columns holding NULL only are counted (``non_null_counts``) and not read; orphans
+    # are counted as ``orphans`` counts them. The profile equals reading every column.
+    from pipeline.config import Settings
+    from pipeline.profile import profile_source
+
+    postgresql.autocommit = True
+    postgresql.execute("UPDATE servicedesk.comments SET user_name = NULL, team = NULL")
+    postgresql.execute("UPDATE servicedesk.comments SET ticket_id = -ticket_id WHERE comment_id % 4 = 0")  # orphans
+    postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Crm ID" = 424242 WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 7)')
+    now = datetime(2026, 1, 15, 12)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        rows, filled, counted = pg.non_null_counts("comments", ["comment_id", "user_name", "team"], [("ticket_id", "tickets", "TKT-Ticket ID", ())])
+        assert (rows, filled) == (pg.row_count("comments"), {"comment_id": rows, "user_name": 0, "team": 0})
+        count, total, sample = pg.orphans("comments", "ticket_id", "tickets", "TKT-Ticket ID", (), limit=5)
+        assert counted == [(count, total)] and count > 0
+        assert pg.orphan_sample("comments", "ticket_id", "tickets", "TKT-Ticket ID", (), limit=5) == sample
+        fast = profile_source(pg, Settings(), now=now).to_json()
+        whole = profile_source(_EveryColumn(pg), Settings(), now=now).to_json()  # type: ignore[arg-type]
+    for doc in (fast, whole):
+        doc.pop("created")
+    assert fast == whole
+    assert any(f["code"] == "ORPHANS" for f in fast["findings"])
+    assert fast["tables"]["comments"]["columns"]["team"]["null_count"] == rows
