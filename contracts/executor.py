@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -30,7 +31,7 @@ from contracts.schemas import DATA_TABLES, REGISTRY
 from pipeline.config import Settings
 from pipeline.dates import is_iso_date, is_iso_timestamp
 from pipeline.sources import Source, rising_integers
-from pipeline.values import conforms, is_blank, is_placeholder, placeholder_set, to_number
+from pipeline.values import BIGINT_MAX, BIGINT_MIN, conforms, is_blank, is_placeholder, placeholder_set, to_number
 
 PASSED, FAILED, WARNED = "passed", "failed", "warned"
 
@@ -416,6 +417,8 @@ class _TableChecker:
         if type_tally is not None:
             type_tally.considered += len(values) - counts.get(key(None), 0)
         judge = self._judge_of(name, k, type_tally is not None, tokens)
+        if reps is None and _typed_integers(counts, k):
+            judge = _usable  # what ``judge`` says of each (``_typed_integers``)
         # Keys of the failing distinct values per check, kept while its sample is not full.
         failing: dict[str, set] = {}
 
@@ -549,6 +552,7 @@ class _TableChecker:
         with contextlib.closing(self.source.value_counts(self.table, name, self.settings.gate.chunk_rows)) as batches:
             for batch in batches:
                 values = [v for v, _, _ in batch]
+                judge = _usable if _typed_integers(values, k) else functools.partial(_judge, kind=k, type_checked=type_tally is not None, tokens=tokens)
                 usable: list[int] = []
                 for i, (v, text, n) in enumerate(batch):
                     if null_tally is not None:
@@ -560,7 +564,7 @@ class _TableChecker:
                         continue
                     if type_tally is not None:
                         type_tally.considered += n
-                    blank, bad_type, ok = _judge(v, k, type_tally is not None, tokens)
+                    blank, bad_type, ok = judge(v)
                     if blank and null_tally is not None:
                         null_tally.failing += n
                         failing["not_null"].add(text)
@@ -610,12 +614,17 @@ class _TableChecker:
     def _pandera_outcome(self, check: pa.Check, values: list[Any], usable: list[int]) -> tuple[list[int], list[int]]:
         """(positions the check looked at, positions that failed it) among ``usable``."""
         if check.name == "in_range":
-            positions, data = [], []
-            for i in usable:
-                number = to_number(values[i])
-                if number is not None:
-                    positions.append(i)
-                    data.append(float(number))
+            picked = [values[i] for i in usable]
+            if set(map(type, picked)) == {int}:
+                # ``to_number`` of an int (no bool) is the int itself: every one counts.
+                positions, data = list(usable), list(map(float, picked))
+            else:
+                positions, data = [], []
+                for i in usable:
+                    number = to_number(values[i])
+                    if number is not None:
+                        positions.append(i)
+                        data.append(float(number))
             series = pd.Series(data, dtype="float64")
         else:
             # Closed sets and patterns are about the text PostgreSQL will hold.
@@ -710,6 +719,26 @@ def _judge(value: Any, kind: str, type_checked: bool, tokens: Any) -> tuple[bool
     blank = is_blank(value)
     bad_type = type_checked and not conforms(kind, value)
     return blank, bad_type, not bad_type and not blank and not is_placeholder(value, tokens)
+
+
+_USABLE = (False, False, True)
+
+
+def _usable(value: Any) -> tuple[bool, bool, bool]:
+    return _USABLE
+
+
+def _typed_integers(values: Iterable[Any], kind: str) -> bool:
+    """Whether ``_judge`` says "usable" of every non-NULL one of ``values`` at once: in an
+    integer or numeric column, values of type ``int`` (a bool is none) are never blank or
+    a placeholder, and conform (an integer column: within bigint, as PostgreSQL's and
+    SQLite's integers always are). Spares a call per value of unique ids."""
+    if kind not in ("integer", "numeric"):
+        return False
+    ints = [v for v in values if v is not None]
+    if not ints or set(map(type, ints)) != {int}:
+        return False
+    return kind == "numeric" or (BIGINT_MIN <= min(ints) and max(ints) <= BIGINT_MAX)
 
 
 def _typed_dates_judged_once(judge: Callable[[Any], tuple[bool, bool, bool]], kind: str) -> Callable[[Any], tuple[bool, bool, bool]]:

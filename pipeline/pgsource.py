@@ -236,6 +236,19 @@ class PostgresSource:
             total = self.conn.execute(sql.SQL("SELECT coalesce(sum(n - 1), 0) FROM ({}) AS d").format(groups)).fetchone()[0]
         return int(total), [tuple(r[:-1]) for r in sample]
 
+    def non_null_counts(
+        self, table: str, columns: Sequence[str], references: Sequence[tuple[str, str, str, Sequence[Any]]] = ()
+    ) -> tuple[int, dict[str, int], list[tuple[int, int]]]:
+        """(rows, non-NULL values of each column, (orphan rows, rows with a reference) of
+        each ``(column, target_table, target_column, ignore)`` as ``orphans`` counts them).
+        Rows and non-NULL counts in one scan, as ``SQLiteSource.non_null_counts``: the
+        profiler then skips reading columns that hold NULL only (41 of the 60 ticket
+        columns, 9 of the 21 timesheet columns of the reference exports)."""
+        counts = sql.SQL(", ").join([sql.SQL("count(*)"), *(sql.SQL("count({})").format(sql.Identifier(c)) for c in columns)])
+        row = self.conn.execute(sql.SQL("SELECT {} FROM {}").format(counts, self._table(table))).fetchone()
+        orphan_counts = [self._orphan_counts(table, *ref) for ref in references]
+        return int(row[0]), {c: int(n) for c, n in zip(columns, row[1:])}, orphan_counts
+
     def orphans(
         self,
         table: str,
@@ -245,6 +258,35 @@ class PostgresSource:
         ignore: Sequence[Any] = (),
         limit: int = 10,
     ) -> tuple[int, int, list[Any]]:
+        count, total = self._orphan_counts(table, column, target_table, target_column, ignore)
+        if not count:  # no orphan, no sample: the second scan would find nothing
+            return 0, total, []
+        return count, total, self.orphan_sample(table, column, target_table, target_column, ignore, limit)
+
+    def _orphan_counts(
+        self, table: str, column: str, target_table: str, target_column: str, ignore: Sequence[Any] = ()
+    ) -> tuple[int, int]:
+        """(orphan rows, rows with a reference) of ``orphans``."""
+        t, where, orphan_from, params = self._orphan_query(table, column, target_table, target_column, ignore)
+        total = self.conn.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(t, where), params).fetchone()[0]
+        count = self.conn.execute(sql.SQL("SELECT count(*) ") + orphan_from, params).fetchone()[0]
+        return int(count), int(total)
+
+    def orphan_sample(
+        self, table: str, column: str, target_table: str, target_column: str, ignore: Sequence[Any] = (), limit: int = 10
+    ) -> list[Any]:
+        """The sample of orphan values ``orphans`` returns (distinct, up to ``limit``)."""
+        _, _, orphan_from, params = self._orphan_query(table, column, target_table, target_column, ignore)
+        sample = self.conn.execute(
+            sql.SQL("SELECT DISTINCT t.{} ").format(sql.Identifier(column)) + orphan_from + sql.SQL(" LIMIT %s"),
+            [*params, limit],
+        ).fetchall()
+        return [r[0] for r in sample]
+
+    def _orphan_query(
+        self, table: str, column: str, target_table: str, target_column: str, ignore: Sequence[Any]
+    ) -> tuple[sql.Composable, sql.Composable, sql.Composable, list[Any]]:
+        """(the table, the rows with a reference, ``FROM ... WHERE`` of the orphans, params)."""
         own_type = dict(self.columns(table)).get(column)
         target_type = dict(self.columns(target_table)).get(target_column)
         c = sql.SQL("t.{}").format(sql.Identifier(column))
@@ -252,7 +294,7 @@ class PostgresSource:
         if own_type != target_type:
             # Compare as text when the two sides were typed differently (SQLite compares loosely).
             c, tc = sql.SQL("{}::text").format(c), sql.SQL("{}::text").format(tc)
-        where = sql.SQL("t.{} IS NOT NULL").format(sql.Identifier(column))
+        where: sql.Composable = sql.SQL("t.{} IS NOT NULL").format(sql.Identifier(column))
         params: list[Any] = []
         if ignore:
             where = where + sql.SQL(" AND t.{}::text NOT IN ({})").format(
@@ -260,18 +302,10 @@ class PostgresSource:
             )
             params.extend(str(v) for v in ignore)
         t = self._table(table)
-        total = self.conn.execute(sql.SQL("SELECT count(*) FROM {} AS t WHERE {}").format(t, where), params).fetchone()[0]
         orphan_from = sql.SQL("FROM {t} AS t WHERE {w} AND NOT EXISTS (SELECT 1 FROM {tt} AS r WHERE {tc} = {c})").format(
             t=t, w=where, tt=self._table(target_table), tc=tc, c=c
         )
-        count = self.conn.execute(sql.SQL("SELECT count(*) ") + orphan_from, params).fetchone()[0]
-        if not count:  # no orphan, no sample: the second scan would find nothing
-            return 0, int(total), []
-        sample = self.conn.execute(
-            sql.SQL("SELECT DISTINCT t.{} ").format(sql.Identifier(column)) + orphan_from + sql.SQL(" LIMIT %s"),
-            [*params, limit],
-        ).fetchall()
-        return int(count), int(total), [r[0] for r in sample]
+        return t, where, orphan_from, params
 
     def close(self) -> None:
         if not self.conn.closed:

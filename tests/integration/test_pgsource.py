@@ -275,3 +275,70 @@ def test_profile_asks_no_duplicate_keys_of_a_rising_key(migrated: str, monkeypat
         full = profile.profile_source(pg, Settings(), now=now)
         assert "tickets" in asked, asked
     assert (fast.tables, fast.findings, fast.quality) == (full.tables, full.findings, full.quality)
+
+
+@pytest.mark.parametrize("share", ["default", "every column"])
+def test_typed_integers_judged_at_once_match_the_judgement_of_each(
+    migrated: str, postgresql: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, share: str
+) -> None:
+    # Integers from PostgreSQL are judged usable a batch at a time (``_typed_integers``),
+    # streamed and by distinct value; judging each value must give the same results.
+    executor = pytest.importorskip("contracts.executor")
+    postgresql.autocommit = True
+    postgresql.execute("UPDATE servicedesk.comments SET comment_id = -comment_id WHERE comment_id % 7 = 0")
+    postgresql.execute("UPDATE servicedesk.comments SET user_id = NULL WHERE comment_id % 5 = 0")
+    postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Crm ID" = 0 WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 11)')
+    postgresql.execute("ANALYZE servicedesk.comments, servicedesk.timesheets")
+    if share != "default":
+        monkeypatch.setattr(executor, "_GROUP_SHARE", float("inf"))
+    called: list[bool] = []
+    typed = executor._typed_integers
+    monkeypatch.setattr(executor, "_typed_integers", lambda values, kind: called.append(typed(values, kind)) or called[-1])
+    today = date(2026, 1, 15)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        fast = executor.execute(pg, today=today)
+        monkeypatch.setattr(executor, "_typed_integers", lambda values, kind: False)
+        slow = executor.execute(pg, today=today)
+    assert any(called)
+    assert [r.to_json() for r in fast.results] == [r.to_json() for r in slow.results]
+    failing = {r.id: r.failing for r in fast.results if r.failing}
+    assert failing.get("comments::comment_id::in_range"), failing
+
+
+class _EveryColumn:
+    """A PostgresSource without ``non_null_counts``: the profiler then reads every column."""
+
+    def __init__(self, source: PostgresSource) -> None:
+        self._source = source
+        self.label = source.label
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        if name == "non_null_counts":
+            raise AttributeError(name)
+        return getattr(self._source, name)
+
+
+def test_profile_of_null_only_columns_counted_not_read(migrated: str, postgresql: psycopg.Connection) -> None:
+    # Columns holding NULL only are counted (``non_null_counts``) and not read; orphans
+    # are counted as ``orphans`` counts them. The profile equals reading every column.
+    from pipeline.config import Settings
+    from pipeline.profile import profile_source
+
+    postgresql.autocommit = True
+    postgresql.execute("UPDATE servicedesk.comments SET user_name = NULL, team = NULL")
+    postgresql.execute("UPDATE servicedesk.comments SET ticket_id = -ticket_id WHERE comment_id % 4 = 0")  # orphans
+    postgresql.execute('UPDATE servicedesk.timesheets SET "TS-Crm ID" = 424242 WHERE ctid IN (SELECT ctid FROM servicedesk.timesheets LIMIT 7)')
+    now = datetime(2026, 1, 15, 12)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        rows, filled, counted = pg.non_null_counts("comments", ["comment_id", "user_name", "team"], [("ticket_id", "tickets", "TKT-Ticket ID", ())])
+        assert (rows, filled) == (pg.row_count("comments"), {"comment_id": rows, "user_name": 0, "team": 0})
+        count, total, sample = pg.orphans("comments", "ticket_id", "tickets", "TKT-Ticket ID", (), limit=5)
+        assert counted == [(count, total)] and count > 0
+        assert pg.orphan_sample("comments", "ticket_id", "tickets", "TKT-Ticket ID", (), limit=5) == sample
+        fast = profile_source(pg, Settings(), now=now).to_json()
+        whole = profile_source(_EveryColumn(pg), Settings(), now=now).to_json()  # type: ignore[arg-type]
+    for doc in (fast, whole):
+        doc.pop("created")
+    assert fast == whole
+    assert any(f["code"] == "ORPHANS" for f in fast["findings"])
+    assert fast["tables"]["comments"]["columns"]["team"]["null_count"] == rows

@@ -435,3 +435,33 @@ def test_custom_pandera_checks_execute(tmp_path: Path) -> None:
     assert (r.failing, r.considered) == (2, 5)
     assert [s.value for s in r.sample] == [5, 21]
     assert [s.key for s in r.sample] == ["row 1", "row 5"]  # no key: rows are located by position
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100_000])
+def test_typed_integers_judged_at_once_match_the_judgement_of_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    # Batches of ints (no bool) in integer and numeric columns skip the per-value judgement
+    # (``_typed_integers``) and the per-value ``to_number`` of in_range; batches with a
+    # float, text or NULLs beside them must count the same (SQLite stores a bool as 1).
+    import contracts.executor as executor
+
+    tables = clean_tables(40)
+    for i, hours in [(0, 8), (1, -3), (2, 30), (9, None), (10, 2**62)]:
+        set_value(tables, "timesheets", i, "TS-Hours", hours)
+    for i, account in [(3, None), (4, True), (5, -(2**63)), (6, "42"), (20, 7.0)]:
+        set_value(tables, "tickets", i, "TKT-Account Id", account)
+    for i in range(0, 120, 9):
+        set_value(tables, "comments", i, "comment_id", -i)  # out of in_range (min 1)
+    set_value(tables, "comments", 4, "comment_id", None)
+    path = write_db(tmp_path / "i.db", tables)
+    settings = Settings().with_overrides(**{"gate.chunk_rows": chunk})
+    called: list[bool] = []
+    typed = executor._typed_integers
+    monkeypatch.setattr(executor, "_typed_integers", lambda values, kind: called.append(typed(values, kind)) or called[-1])
+    fast = run(path, settings)
+    monkeypatch.setattr(executor, "_typed_integers", lambda values, kind: False)
+    slow = run(path, settings)
+    assert any(called)
+    assert [r.to_json() for r in fast.results] == [r.to_json() for r in slow.results]
+    failing = {r.id: r.failing for r in fast.results if r.failing}
+    assert failing["comments::comment_id::in_range"] == 14, failing
+    assert failing["tickets::TKT-Account Id::integer"] == 2, failing
