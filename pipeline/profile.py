@@ -210,11 +210,17 @@ def profile_source(
     source_sha256: str | None = None,
     now: datetime | None = None,
     progress: bool = False,
+    apart: Any = None,
 ) -> ProfileResult:
     """Profile every table of ``source``; contract checks where a contract exists.
 
     ``full`` (default ``settings.profile.full``) detects types on every value instead of
     the evenly spread sample; ``now`` fixes the clock of the future-date checks.
+    ``apart``: another process profiling some of the tables of this very file beside
+    this one (``contracts.report.ChildExecution`` with ``profile_tables``): its
+    ``apart_tables(path, now, full)`` names the tables it profiles with this clock and
+    mode (none when they differ), ``table_profiles()`` waits for them
+    (``profile_tables``' answer). The result is the same as without it.
     """
     from pipeline import quality
 
@@ -226,15 +232,18 @@ def profile_source(
     for name in DATA_TABLES:
         if name not in present:
             findings.append(_table_finding("MISSING_TABLE", name, "critical"))
-    ahead = _DuplicatesAhead(source, present, settings.profile.example_keys)
-    try:
-        with cyclic_gc_off():  # ~15% of the pass's CPU at 260K rows (2.36-2.39 -> 1.98-2.04 s)
-            for name in present:
-                profile, table_findings = _profile_table(source, name, present, settings, full, now, progress, ahead)
-                tables[name] = profile
-                findings.extend(table_findings)
-    finally:
-        ahead.close()
+    elsewhere: frozenset[str] = frozenset()
+    if apart is not None and isinstance(source, SQLiteSource):
+        elsewhere = frozenset(apart.apart_tables(source.path, now, full))
+    done = profile_tables(source, [n for n in present if n not in elsewhere], settings, full=full, now=now, progress=progress)
+    if elsewhere & set(present):
+        done.update(apart.table_profiles())
+    for name in present:  # the tables and their findings in table order, wherever profiled
+        if name not in done:  # pragma: no cover - the other process answers for every table it names
+            done.update(profile_tables(source, [name], settings, full=full, now=now, progress=progress))
+        profile, table_findings = done[name]
+        tables[name] = profile
+        findings.extend(table_findings)
     findings.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.table, f.column or "", f.code))
     score = quality.score(tables, findings, settings.profile)
     reasons = quality.breaker_reasons(tables, findings, settings.profile)
@@ -269,6 +278,32 @@ def profile_source(
         verdict=verdict,
         reasons=reasons,
     )
+
+
+def profile_tables(
+    source: Source,
+    names: Sequence[str],
+    settings: Settings,
+    *,
+    full: bool | None = None,
+    now: datetime,
+    progress: bool = False,
+) -> dict[str, tuple[TableProfile, list[Finding]]]:
+    """(table profile, findings) of each named table of ``source`` as ``profile_source``
+    makes them: the share of the profile another process makes (``profile_source``'s
+    ``apart``). Tables not in ``source`` are left out."""
+    full = settings.profile.full if full is None else full
+    present = source.tables()
+    names = [n for n in names if n in present]
+    done: dict[str, tuple[TableProfile, list[Finding]]] = {}
+    ahead = _DuplicatesAhead(source, names, settings.profile.example_keys)
+    try:
+        with cyclic_gc_off():  # ~15% of the pass's CPU at 260K rows (2.36-2.39 -> 1.98-2.04 s)
+            for name in names:
+                done[name] = _profile_table(source, name, present, settings, full, now, progress, ahead)
+    finally:
+        ahead.close()
+    return done
 
 
 def _table_finding(code: str, table: str, severity: str, column: str | None = None, **kw: Any) -> Finding:
@@ -1152,7 +1187,7 @@ class _DuplicatesAhead:
     in SQLite's C code (the GIL released) beside the Python pass over the values, on the
     second core (about 2 s of 22 s at 1M rows). Other sources are asked in turn."""
 
-    def __init__(self, source: Source, present: list[str], limit: int) -> None:
+    def __init__(self, source: Source, tables: list[str], limit: int) -> None:
         self.source = source
         self.limit = limit
         self.futures: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -1161,7 +1196,7 @@ class _DuplicatesAhead:
         if type(source) is not SQLiteSource:
             return
         jobs = []
-        for name in present:
+        for name in tables:
             schema = contract_for(name)
             if schema is None:
                 continue
