@@ -631,31 +631,64 @@ def _die_with_parent() -> None:
 def _executed(path: str, settings: Any, today: date, with_sha256: bool, profile: tuple[tuple[str, ...], datetime] | None = None) -> bytes:
     """The child's answer, pickled: ``(status, value, profiled)``, ``status, value``
     being ``"ok", (ContractRun, sha256 or None)`` or ``"error", exception``; with
-    ``profile`` (table names, the profile's clock) ``profiled`` is ``"ok", {table:
-    (TableProfile, findings)}`` (``pipeline.profile.profile_tables``) or ``"error",
-    exception``, else None."""
+    ``profile`` (table names, the profile's clock) ``profiled`` is ``"ok", ({table:
+    (TableProfile, findings)}, {(table, key): duplicate_keys answer})`` or ``"error",
+    exception``, else None: the named tables' profiles (``pipeline.profile.profile_tables``)
+    and the answers to the multi-column key questions of the other tables
+    (``pipeline.profile.keys_asked_ahead``, ``settings.profile.example_keys`` sampled),
+    taken from the contract checks' own ``unique_key`` question where it found no
+    repeated key, else asked."""
     import pickle
 
+    from pipeline.sources import SQLiteSource
+
+    asked: dict[tuple[str, tuple[str, ...]], tuple[int, list[tuple]]] = {}
+
+    class Remembering(SQLiteSource):
+        """Keeps the contract checks' ``duplicate_keys`` answers (in ``asked``)."""
+
+        def duplicate_keys(self, table: str, key: Any, limit: int = 10) -> tuple[int, list[tuple]]:
+            answer = super().duplicate_keys(table, key, limit)
+            asked[(table, tuple(key))] = answer
+            return answer
+
     profiled: tuple[str, Any] | None = None
+    tables: dict[str, Any] = {}
     if profile is not None:
         try:
             from pipeline.profile import profile_tables
-            from pipeline.sources import SQLiteSource
 
             names, now = profile
             with SQLiteSource(Path(path)) as source:
-                profiled = ("ok", profile_tables(source, names, settings, now=now))
+                tables = profile_tables(source, names, settings, now=now)
         except Exception as exc:  # noqa: BLE001 - raised again in the parent's profile
             profiled = ("error", exc)
     try:
         from contracts.executor import execute
-        from pipeline.sources import SQLiteSource, sha256_file
+        from pipeline.sources import sha256_file
 
-        with SQLiteSource(Path(path)) as source:
-            run = execute(source, settings, today=today)
+        with Remembering(Path(path)) as checked:
+            run = execute(checked, settings, today=today)
         payload: tuple[str, Any] = ("ok", (run, sha256_file(path) if with_sha256 else None))
     except Exception as exc:  # noqa: BLE001 - raised again in the parent
         payload = ("error", exc)
+    if profile is not None and profiled is None:
+        try:
+            from pipeline.profile import keys_asked_ahead
+
+            duplicates = {}
+            with SQLiteSource(Path(path)) as source:
+                for table, key in keys_asked_ahead(source, [t for t in source.tables() if t not in profile[0]]):
+                    if len(key) < 2:
+                        continue  # a single key: asked by the profile's pass only when it does not rise
+                    seen = asked.get((table, key))
+                    if seen is not None and seen[0] == 0:
+                        duplicates[(table, key)] = (0, [])  # no repeated key: no sample, whatever its size
+                    else:
+                        duplicates[(table, key)] = source.duplicate_keys(table, list(key), limit=settings.profile.example_keys)
+            profiled = ("ok", (tables, duplicates))
+        except Exception as exc:  # noqa: BLE001 - raised again in the parent's profile
+            profiled = ("error", exc)
     try:
         return pickle.dumps((*payload, profiled))
     except Exception:  # noqa: BLE001 - an exception that cannot be pickled: its text instead
@@ -827,8 +860,7 @@ class ChildExecution:
             return frozenset()
         return frozenset(names)
 
-    def table_profiles(self) -> dict[str, tuple[Any, list[Any]]]:
-        """{table: (TableProfile, findings)} of the tables the child profiled (waits for it)."""
+    def _profiled(self) -> tuple[dict[str, tuple[Any, list[Any]]], dict[tuple[str, tuple[str, ...]], tuple[int, list[tuple]]]]:
         _, _, profiled = self._read()
         if profiled is None:
             raise RuntimeError("the contract checker was not asked to profile tables")
@@ -836,6 +868,15 @@ class ChildExecution:
         if status != "ok":
             raise value
         return value
+
+    def table_profiles(self) -> dict[str, tuple[Any, list[Any]]]:
+        """{table: (TableProfile, findings)} of the tables the child profiled (waits for it)."""
+        return self._profiled()[0]
+
+    def duplicate_keys(self, table: str, key: tuple[str, ...]) -> tuple[int, list[tuple]] | None:
+        """``duplicate_keys(table, key, limit=settings.profile.example_keys)`` of a
+        multi-column key of a table the child did not profile, or None (waits for it)."""
+        return self._profiled()[1].get((table, tuple(key)))
 
     def __exit__(self, *exc: Any) -> None:
         import signal

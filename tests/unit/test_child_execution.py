@@ -154,10 +154,13 @@ def _profile_json(result) -> dict:
 
 
 @pytest.mark.parametrize("names", [("tickets",), ("comments", "timesheets"), ("tickets", "no-such-table")])
-def test_tables_profiled_by_the_child_make_the_same_profile(raw_db, names) -> None:
+@pytest.mark.parametrize("db", ["raw_db", "clean_raw_db"])
+def test_tables_profiled_by_the_child_make_the_same_profile(request, db, names, monkeypatch) -> None:
     """``profile_source(..., apart=child)``: the tables the forked checker profiles
     (``profile_tables``) and the caller's make the profile the caller makes alone, findings
-    and their order, scores and verdict included; the checker's results are unchanged."""
+    and their order, scores and verdict included; the checker's results are unchanged.
+    The multi-column key of a table the caller profiles (timesheets) is asked by the
+    child only (repeated keys in the defective sample, none in the clean one)."""
     from datetime import date, datetime
 
     from contracts import report as report_module
@@ -168,18 +171,28 @@ def test_tables_profiled_by_the_child_make_the_same_profile(raw_db, names) -> No
 
     if not report_module._CAN_FORK:
         pytest.skip("fork is used on Linux only")
+    path = request.getfixturevalue(db)
     settings, today, now = Settings(), date(2026, 11, 27), datetime(2026, 11, 27, 12, 0, 0)
-    with SQLiteSource(raw_db) as source:
+    with SQLiteSource(path) as source:
         alone = profile_source(source, settings, now=now)
         expected_run = execute(source, settings, today=today)
-    with report_module.ChildExecution(raw_db, settings, today, with_sha256=False, profile_tables=names, now=now) as child:
+    asked_here = []
+    own = SQLiteSource.duplicate_keys
+
+    def duplicate_keys(self, table, key, limit=10):
+        asked_here.append((table, tuple(key)))
+        return own(self, table, key, limit)
+
+    with report_module.ChildExecution(path, settings, today, with_sha256=False, profile_tables=names, now=now) as child:
         assert child.pid is not None  # forked
-        assert child.apart_tables(raw_db, now, settings.profile.full) == frozenset(names)
-        with SQLiteSource(raw_db) as source:
+        monkeypatch.setattr(SQLiteSource, "duplicate_keys", duplicate_keys)  # the caller's only
+        assert child.apart_tables(path, now, settings.profile.full) == frozenset(names)
+        with SQLiteSource(path) as source:
             shared = profile_source(source, settings, now=now, apart=child)
         run, _ = child.result()
     assert _profile_json(shared) == _profile_json(alone)
     assert run.to_json() == expected_run.to_json()
+    assert [job for job in asked_here if len(job[1]) > 1] == []
 
 
 def test_the_child_profiles_nothing_for_another_clock_file_or_mode(raw_db, tmp_path) -> None:
