@@ -766,8 +766,14 @@ class ChildExecution:
         return self
 
     def _fork(self) -> None:
+        import contextlib
         import gc
 
+        # The first pandera check imports pandera's pandas check backend, and through
+        # pandera.strategies hypothesis: ~0.14 s of CPU, paid here once per process
+        # instead of in each child, which is the longer of the two since it also profiles.
+        with contextlib.suppress(ImportError):
+            import pandera.backends.pandas.builtin_checks  # noqa: F401
         read, write = os.pipe()
         try:
             pid = os.fork()
