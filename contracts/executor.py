@@ -254,6 +254,9 @@ class _TableChecker:
         self.rows = source.row_count(table) if self.exists and self._counted else 0
         # The single key column read by the stream rose strictly (integers, no NULL): no key repeats.
         self._key_rises = False
+        # (orphan rows, rows with a reference) of each reference the stream judged, by index
+        # in ``facts.references`` (``iter_batches_with_orphans``): no scan of its own.
+        self._orphan_counts: dict[int, tuple[int, int]] = {}
         self.facts = spec.facts(schema)
         global_tokens = tuple(settings.placeholder_tokens)
         extra = settings.column_placeholders.get(table, {})
@@ -375,7 +378,21 @@ class _TableChecker:
         # repeats and ``_unique_key`` needs no GROUP BY scan of the table.
         rising = len(key_idx) == 1
         last: Any = None
-        for batch in self.source.iter_batches(self.table, read, self.settings.gate.chunk_rows):
+        with_orphans = getattr(self.source, "iter_batches_with_orphans", None)
+        judged = [i for i, ref in enumerate(self.facts.references) if self._reference_problem(ref) is None] if callable(with_orphans) else []
+        if judged:
+            refs = [self.facts.references[i] for i in judged]
+            batches = with_orphans(  # type: ignore[misc]
+                self.table, read, [(r.column, r.target_table, r.target_column, r.ignore) for r in refs], self.settings.gate.chunk_rows
+            )
+        else:
+            batches = self.source.iter_batches(self.table, read, self.settings.gate.chunk_rows)
+        orphans = [[0, 0] for _ in judged]
+        for batch in batches:
+            for j, tally in enumerate(orphans):
+                flags = [row[len(read) + j] for row in batch]
+                tally[0] += flags.count(1)
+                tally[1] += len(flags) - flags.count(None)
             if rising:
                 keys = [row[key_idx[0]] for row in batch]
                 rising = rising_integers(keys, last)
@@ -397,6 +414,7 @@ class _TableChecker:
         if not self._counted:
             self.rows, self._counted = offset, True
         self._key_rises = rising
+        self._orphan_counts = {i: (count, total) for i, (count, total) in zip(judged, orphans)}
         return plan
 
     def _check_values(self, name: str, col: pa.Column, values: list[Any], tallies: list[_Tally], key_of: Callable[[int], Any]) -> None:
@@ -680,26 +698,36 @@ class _TableChecker:
         message = f"{count:,} rows repeat a key ({label}) already seen" if count else f"key ({label}) is unique over {self.rows:,} rows"
         return self._result(TABLE_COLUMN, "unique_key", rule, self.rows, count, message, sample)
 
+    def _reference_problem(self, ref: spec.Reference) -> str | None:
+        """Why a reference cannot be checked, or None."""
+        if not self.exists:
+            return f"table {self.table} is missing"
+        if ref.column not in self.actual:
+            return f"column missing: {ref.column!r} is not in table {self.table}"
+        if ref.target_table not in self.present_tables:
+            return f"referenced table {ref.target_table} is missing"
+        target_cols = [c for c, _ in self.source.columns(ref.target_table)]
+        if ref.target_column not in target_cols:
+            return f"referenced column {ref.target_table}.{ref.target_column} is missing"
+        return None
+
     def _references(self) -> list[CheckResult]:
         out = []
-        for ref in self.facts.references:
+        for i, ref in enumerate(self.facts.references):
             rule = ref.rule
-            if not self.exists:
-                out.append(self._cannot_run(ref.column, ref.name, rule, f"table {self.table} is missing"))
+            problem = self._reference_problem(ref)
+            if problem is not None:
+                out.append(self._cannot_run(ref.column, ref.name, rule, problem))
                 continue
-            if ref.column not in self.actual:
-                out.append(self._cannot_run(ref.column, ref.name, rule, f"column missing: {ref.column!r} is not in table {self.table}"))
-                continue
-            if ref.target_table not in self.present_tables:
-                out.append(self._cannot_run(ref.column, ref.name, rule, f"referenced table {ref.target_table} is missing"))
-                continue
-            target_cols = [c for c, _ in self.source.columns(ref.target_table)]
-            if ref.target_column not in target_cols:
-                out.append(self._cannot_run(ref.column, ref.name, rule, f"referenced column {ref.target_table}.{ref.target_column} is missing"))
-                continue
-            count, total, values = self.source.orphans(
-                self.table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=self.limit
-            )
+            if i in self._orphan_counts:  # counted by the stream (``iter_batches_with_orphans``)
+                count, total = self._orphan_counts[i]
+                values = self.source.orphan_sample(  # type: ignore[attr-defined]
+                    self.table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=self.limit
+                ) if count else []
+            else:
+                count, total, values = self.source.orphans(
+                    self.table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=self.limit
+                )
             target = f"{ref.target_table}.{ref.target_column}"
             sample = [SampleRow(None, ref.column, _jsonable(v)) for v in values]
             share = count / total if total else 0.0

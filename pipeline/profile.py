@@ -210,11 +210,19 @@ def profile_source(
     source_sha256: str | None = None,
     now: datetime | None = None,
     progress: bool = False,
+    apart: Any = None,
 ) -> ProfileResult:
     """Profile every table of ``source``; contract checks where a contract exists.
 
     ``full`` (default ``settings.profile.full``) detects types on every value instead of
     the evenly spread sample; ``now`` fixes the clock of the future-date checks.
+    ``apart``: another process profiling some of the tables of this very file beside
+    this one (``contracts.report.ChildExecution`` with ``profile_tables``): its
+    ``apart_tables(path, now, full)`` names the tables it profiles with this clock and
+    mode (none when they differ), ``table_profiles()`` waits for them
+    (``profile_tables``' answer), and ``duplicate_keys(table, key)`` answers the
+    multi-column key questions of the other tables (``keys_asked_ahead``; None where it
+    has no answer). The result is the same as without it.
     """
     from pipeline import quality
 
@@ -226,15 +234,19 @@ def profile_source(
     for name in DATA_TABLES:
         if name not in present:
             findings.append(_table_finding("MISSING_TABLE", name, "critical"))
-    ahead = _DuplicatesAhead(source, present, settings.profile.example_keys)
-    try:
-        with cyclic_gc_off():  # ~15% of the pass's CPU at 260K rows (2.36-2.39 -> 1.98-2.04 s)
-            for name in present:
-                profile, table_findings = _profile_table(source, name, present, settings, full, now, progress, ahead)
-                tables[name] = profile
-                findings.extend(table_findings)
-    finally:
-        ahead.close()
+    elsewhere: frozenset[str] = frozenset()
+    if apart is not None and isinstance(source, SQLiteSource):
+        elsewhere = frozenset(apart.apart_tables(source.path, now, full))
+    answered = apart.duplicate_keys if elsewhere else None
+    done = profile_tables(source, [n for n in present if n not in elsewhere], settings, full=full, now=now, progress=progress, answered=answered)
+    if elsewhere & set(present):
+        done.update(apart.table_profiles())
+    for name in present:  # the tables and their findings in table order, wherever profiled
+        if name not in done:  # pragma: no cover - the other process answers for every table it names
+            done.update(profile_tables(source, [name], settings, full=full, now=now, progress=progress))
+        profile, table_findings = done[name]
+        tables[name] = profile
+        findings.extend(table_findings)
     findings.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.table, f.column or "", f.code))
     score = quality.score(tables, findings, settings.profile)
     reasons = quality.breaker_reasons(tables, findings, settings.profile)
@@ -269,6 +281,36 @@ def profile_source(
         verdict=verdict,
         reasons=reasons,
     )
+
+
+def profile_tables(
+    source: Source,
+    names: Sequence[str],
+    settings: Settings,
+    *,
+    full: bool | None = None,
+    now: datetime,
+    progress: bool = False,
+    answered: Callable[[str, tuple[str, ...]], tuple[int, list[tuple]] | None] | None = None,
+) -> dict[str, tuple[TableProfile, list[Finding]]]:
+    """(table profile, findings) of each named table of ``source`` as ``profile_source``
+    makes them: the share of the profile another process makes (``profile_source``'s
+    ``apart``). Tables not in ``source`` are left out. ``answered(table, key)``: the
+    ``duplicate_keys`` answer (``settings.profile.example_keys`` sampled) of a
+    multi-column key another process asks, waited for only when the pass needs it;
+    None where it has none (then asked here)."""
+    full = settings.profile.full if full is None else full
+    present = source.tables()
+    names = [n for n in names if n in present]
+    done: dict[str, tuple[TableProfile, list[Finding]]] = {}
+    ahead = _DuplicatesAhead(source, names, settings.profile.example_keys, answered)
+    try:
+        with cyclic_gc_off():  # ~15% of the pass's CPU at 260K rows (2.36-2.39 -> 1.98-2.04 s)
+            for name in names:
+                done[name] = _profile_table(source, name, present, settings, full, now, progress, ahead)
+    finally:
+        ahead.close()
+    return done
 
 
 def _table_finding(code: str, table: str, severity: str, column: str | None = None, **kw: Any) -> Finding:
@@ -1146,29 +1188,38 @@ def _detected(kinds: collections.Counter, sampled: int, threshold: float) -> tup
     return "text", 1.0
 
 
+def keys_asked_ahead(source: Source, tables: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(table, contract key) of each named table whose key columns are all present:
+    the duplicate-key questions ``profile_tables`` asks (a single integer key only
+    when the pass reads it not rising)."""
+    jobs = []
+    for name in tables:
+        schema = contract_for(name)
+        if schema is None:
+            continue
+        key = tuple(spec.facts(schema).key)
+        names = {c for c, _ in source.columns(name)}
+        if key and all(c in names for c in key):
+            jobs.append((name, key))
+    return jobs
+
+
 class _DuplicatesAhead:
     """``duplicate_keys`` of every table with a contract key, asked at the start on a
     second connection to the same read-only SQLite file, in a thread: the GROUP BY runs
     in SQLite's C code (the GIL released) beside the Python pass over the values, on the
     second core (about 2 s of 22 s at 1M rows). Other sources are asked in turn."""
 
-    def __init__(self, source: Source, present: list[str], limit: int) -> None:
+    def __init__(self, source: Source, tables: list[str], limit: int, answered: Callable[[str, tuple[str, ...]], Any] | None = None) -> None:
         self.source = source
         self.limit = limit
+        self.answered = answered
         self.futures: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.deferred: set[tuple[str, tuple[str, ...]]] = set()
         self.pool: Any = None
         if type(source) is not SQLiteSource:
             return
-        jobs = []
-        for name in present:
-            schema = contract_for(name)
-            if schema is None:
-                continue
-            key = tuple(spec.facts(schema).key)
-            names = {c for c, _ in source.columns(name)}
-            if key and all(c in names for c in key):
-                jobs.append((name, key))
+        jobs = keys_asked_ahead(source, tables)
         if not jobs:
             return
         from concurrent.futures import ThreadPoolExecutor
@@ -1182,7 +1233,9 @@ class _DuplicatesAhead:
 
         self.ask = ask
         for table, key in jobs:
-            if len(key) == 1:
+            if len(key) > 1 and answered is not None:
+                self.deferred.add((table, key))  # another process asks it (``duplicate_keys``)
+            elif len(key) == 1:
                 # Asked only once the pass finds the key not rising (``start``): a key
                 # column of integers rising row after row repeats no key.
                 self.deferred.add((table, key))
@@ -1203,6 +1256,10 @@ class _DuplicatesAhead:
             self.deferred.discard(job)
             if rose:
                 return 0, []
+            if len(job[1]) > 1 and self.answered is not None:
+                answer = self.answered(*job)
+                if answer is not None:
+                    return answer
             return self.source.duplicate_keys(table, key, limit=self.limit)
         future = self.futures.pop(job, None)
         if future is not None:

@@ -176,7 +176,34 @@ class SQLiteSource:
     def iter_batches(
         self, table: str, columns: Sequence[str], batch_rows: int = 50_000, *, limit: int | None = None
     ) -> Iterator[list[tuple[Any, ...]]]:
-        cols = ", ".join(quote_sqlite(c) for c in columns) or "NULL"
+        yield from self._batches(table, [quote_sqlite(c) for c in columns], [], batch_rows, limit)
+
+    def iter_batches_with_orphans(
+        self, table: str, columns: Sequence[str], references: Sequence[tuple[str, str, str, Sequence[Any]]], batch_rows: int = 50_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """``iter_batches``' rows, each followed by one value per ``(column, target_table,
+        target_column, ignore)`` reference: NULL where ``orphans`` does not count the row
+        (no reference, or an ignored value), 1 for an orphan, 0 for a reference that
+        resolves. Per reference, the non-NULL values are ``orphans``' total and the ones
+        its orphan count: the stream's one scan answers it (``orphans``' WHERE and NOT IN
+        as a CASE, as ``non_null_counts`` counts them).
+
+        Optional in the ``Source`` protocol: the contract executor then asks
+        ``orphan_sample`` only where there are orphans."""
+        parts = [quote_sqlite(c) for c in columns]
+        params: list[Any] = []
+        for column, target_table, target_column, ignore in references:
+            where, args = self._reference_filter(column, ignore)
+            c = quote_sqlite(column)
+            targets = f"(SELECT {quote_sqlite(target_column)} FROM {quote_sqlite(target_table)} WHERE {quote_sqlite(target_column)} IS NOT NULL)"
+            parts.append(f"CASE WHEN {where} THEN {c} NOT IN {targets} END")
+            params += args
+        yield from self._batches(table, parts, params, batch_rows, None)
+
+    def _batches(
+        self, table: str, parts: list[str], params: list[Any], batch_rows: int, limit: int | None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        cols = ", ".join(parts) or "NULL"
         sql = f"SELECT {cols} FROM {quote_sqlite(table)} ORDER BY rowid LIMIT ? OFFSET ?"
         # Text is decoded by sqlite3's own strict UTF-8 decoder on a connection of its
         # own (no Python call per text cell, as ``LENIENT_TEXT`` costs: ~0.2 s per 100 MB
@@ -186,7 +213,7 @@ class SQLiteSource:
         conn = self._strict_connection()
         delivered = 0
         while True:
-            cur = conn.execute(sql, (-1 if limit is None else limit - delivered, delivered))
+            cur = conn.execute(sql, (*params, -1 if limit is None else limit - delivered, delivered))
             try:
                 while batch := cur.fetchmany(batch_rows):
                     delivered += len(batch)

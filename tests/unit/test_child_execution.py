@@ -145,3 +145,117 @@ def test_a_failing_fork_leaks_no_descriptor(tmp_path, monkeypatch) -> None:
         with report_module.ChildExecution(path, Settings(), date(2026, 1, 1)):
             pass
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+def _profile_json(result) -> dict:
+    data = result.to_json()
+    data.pop("created")
+    return data
+
+
+@pytest.mark.parametrize("names", [("tickets",), ("comments", "timesheets"), ("tickets", "no-such-table")])
+@pytest.mark.parametrize("db", ["raw_db", "clean_raw_db"])
+def test_tables_profiled_by_the_child_make_the_same_profile(request, db, names, monkeypatch) -> None:
+    """``profile_source(..., apart=child)``: the tables the forked checker profiles
+    (``profile_tables``) and the caller's make the profile the caller makes alone, findings
+    and their order, scores and verdict included; the checker's results are unchanged.
+    The multi-column key of a table the caller profiles (timesheets) is asked by the
+    child only (repeated keys in the defective sample, none in the clean one)."""
+    from datetime import date, datetime
+
+    from contracts import report as report_module
+    from contracts.executor import execute
+    from pipeline.config import Settings
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource
+
+    if not report_module._CAN_FORK:
+        pytest.skip("fork is used on Linux only")
+    path = request.getfixturevalue(db)
+    settings, today, now = Settings(), date(2026, 11, 27), datetime(2026, 11, 27, 12, 0, 0)
+    with SQLiteSource(path) as source:
+        alone = profile_source(source, settings, now=now)
+        expected_run = execute(source, settings, today=today)
+    asked_here = []
+    own = SQLiteSource.duplicate_keys
+
+    def duplicate_keys(self, table, key, limit=10):
+        asked_here.append((table, tuple(key)))
+        return own(self, table, key, limit)
+
+    with report_module.ChildExecution(path, settings, today, with_sha256=False, profile_tables=names, now=now) as child:
+        assert child.pid is not None  # forked
+        monkeypatch.setattr(SQLiteSource, "duplicate_keys", duplicate_keys)  # the caller's only
+        assert child.apart_tables(path, now, settings.profile.full) == frozenset(names)
+        with SQLiteSource(path) as source:
+            shared = profile_source(source, settings, now=now, apart=child)
+        run, _ = child.result()
+    assert _profile_json(shared) == _profile_json(alone)
+    assert run.to_json() == expected_run.to_json()
+    assert [job for job in asked_here if len(job[1]) > 1] == []
+
+
+def test_the_child_profiles_nothing_for_another_clock_file_or_mode(raw_db, tmp_path) -> None:
+    """A profile of another clock, file or detection mode than the child's is made whole
+    by the caller (``apart_tables`` names none); a spawned child profiles nothing."""
+    import shutil
+    import threading
+    from datetime import date, datetime
+
+    from contracts import report as report_module
+    from pipeline.config import Settings
+
+    settings, today, now = Settings(), date(2026, 11, 27), datetime(2026, 11, 27, 12, 0, 0)
+    copy = shutil.copy(raw_db, tmp_path / "copy.db")
+    full = settings.profile.full
+    with report_module.ChildExecution(raw_db, settings, today, with_sha256=False, profile_tables=("tickets",), now=now) as child:
+        forked = child.pid is not None
+        assert child.apart_tables(raw_db, now.replace(second=1), full) == frozenset()
+        assert child.apart_tables(copy, now, full) == frozenset()
+        assert child.apart_tables(raw_db, now, not full) == frozenset()
+        assert child.apart_tables(raw_db, now, full) == (frozenset({"tickets"}) if forked else frozenset())
+        child.result()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with report_module.ChildExecution(raw_db, settings, today, with_sha256=False, profile_tables=("tickets",), now=now) as child:
+            assert child.pid is None  # a new Python: its string hashes are not the caller's
+            assert child.apart_tables(raw_db, now, full) == frozenset()
+            child.result()
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_a_failing_profile_in_the_child_raises_in_the_callers_profile(raw_db, monkeypatch) -> None:
+    """The child's profile error is raised by the caller's ``profile_source``; its
+    contract results still arrive. A child that dies raises in both."""
+    from datetime import date, datetime
+
+    from contracts import report as report_module
+    from pipeline import profile as profile_module
+    from pipeline.config import Settings
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource
+
+    if not report_module._CAN_FORK:
+        pytest.skip("fork is used on Linux only")
+    settings, today, now = Settings(), date(2026, 11, 27), datetime(2026, 11, 27, 12, 0, 0)
+
+    def broken(*_a, **_k):
+        raise ValueError("profile broke in the child")
+
+    monkeypatch.setattr(profile_module, "profile_tables", broken)  # seen by the forked child only
+    with report_module.ChildExecution(raw_db, settings, today, with_sha256=False, profile_tables=("tickets",), now=now) as child:
+        monkeypatch.undo()
+        with SQLiteSource(raw_db) as source, pytest.raises(ValueError, match="profile broke in the child"):
+            profile_source(source, settings, now=now, apart=child)
+        run, _ = child.result()
+    assert run.results
+    monkeypatch.setattr(report_module, "_executed", lambda *a: os._exit(3))
+    with report_module.ChildExecution(raw_db, settings, today, with_sha256=False, profile_tables=("tickets",), now=now) as child:
+        with SQLiteSource(raw_db) as source, pytest.raises(RuntimeError, match="exit code 3"):
+            profile_source(source, settings, now=now, apart=child)
+        with pytest.raises(RuntimeError, match="exit code 3"):
+            child.result()

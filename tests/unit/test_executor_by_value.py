@@ -184,3 +184,23 @@ def test_unique_key_from_a_rising_key_or_by_sql(tmp_path: Path, ids: list, repea
     assert result["comments::*::row_count"].considered == len(ids)
     rising = all(type(i) is int for i in ids) and ids == sorted(set(ids))
     assert bool(asked) != rising
+
+
+def test_references_counted_by_the_stream_as_by_their_own_scan(raw_db, monkeypatch) -> None:
+    """The contract run with the orphans counted in the stream's scan
+    (``iter_batches_with_orphans``) equals the run with ``orphans``' own scan per
+    reference: counts, totals, samples and messages (the defective sample has orphans)."""
+    from datetime import date
+
+    from contracts.executor import execute
+    from pipeline.config import Settings
+    from pipeline.sources import SQLiteSource
+
+    with SQLiteSource(raw_db) as source:
+        streamed = execute(source, Settings(), today=date(2026, 11, 27))
+    orphaned = [r for r in streamed.results if r.check.startswith("references") or "orphan" in r.message or "refer to no" in r.message]
+    assert any(r.failing for r in orphaned)
+    monkeypatch.delattr(SQLiteSource, "iter_batches_with_orphans")
+    with SQLiteSource(raw_db) as source:
+        scanned = execute(source, Settings(), today=date(2026, 11, 27))
+    assert streamed.to_json() == scanned.to_json()

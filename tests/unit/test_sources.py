@@ -65,3 +65,31 @@ def test_non_null_counts_count_orphans_as_orphans_does(tmp_path: Path, ignore: t
         assert counted == [(count, total) for count, total, _ in expected]
         assert source.orphan_sample("t", "ref", "target", "id", ignore, limit=3) == expected[0][2]
         assert source.non_null_counts("t", []) == (65, {}, [])
+
+
+@pytest.mark.parametrize("ignore", [(), (0,), (0, "x")])
+@pytest.mark.parametrize("batch_rows", [1, 6, 1000])
+def test_the_streams_orphan_flags_count_as_orphans_does(tmp_path: Path, ignore: tuple, batch_rows: int) -> None:
+    """``iter_batches_with_orphans``: the rows of ``iter_batches`` followed by one flag per
+    reference, whose sums are ``orphans``' counts (NULL, ignored values, 7 / 7.0 / "7",
+    a NULL target), also through the lenient re-read of invalid UTF-8."""
+    path = tmp_path / "o.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE target (id, other)")
+    con.executemany("INSERT INTO target VALUES (?, ?)", [(i, None) for i in range(1, 20)] + [(None, 1), ("7", 2)])
+    con.execute("CREATE TABLE t (ref, txt)")
+    values = [1, 5, 0, None, 99, "7", "x", 7.0, 19, 20, 0, None, 3]
+    con.executemany("INSERT INTO t VALUES (?, ?)", [(v, f"r{i}") for i, v in enumerate(values * 5)])
+    con.execute("INSERT INTO t VALUES (42, CAST(? AS TEXT))", (b"\xff bad",))
+    con.commit()
+    con.close()
+    refs = [("ref", "target", "id", ignore), ("txt", "target", "id", ())]
+    with SQLiteSource(path) as source:
+        plain = [r for b in source.iter_batches("t", ["ref", "txt"], batch_rows) for r in b]
+        flagged = [r for b in source.iter_batches_with_orphans("t", ["ref", "txt"], refs, batch_rows) for r in b]
+        assert [r[:2] for r in flagged] == plain
+        for j, (column, target, target_column, ign) in enumerate(refs):
+            flags = [r[2 + j] for r in flagged]
+            count, total, _ = source.orphans("t", column, target, target_column, ign)
+            assert (flags.count(1), len(flags) - flags.count(None)) == (count, total)
+            assert set(flags) <= {0, 1, None}
