@@ -1672,11 +1672,16 @@ def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, ro
         contract = _contract_run(temp, settings, today)
         phases["contract_checks"] = time.monotonic() - mark
         return after, contract
-    from contracts.report import ChildExecution
+    from contracts.report import CHILD_PROFILE_TABLES, ChildExecution
+    from pipeline.profile import profile_source
 
     mark = time.monotonic()
-    with ChildExecution(temp, settings, today, with_sha256=False) as child:
-        after = _profile(temp, settings, today, progress)
+    now = datetime.combine(today, datetime.now().time())
+    # The child checks the contracts and profiles CHILD_PROFILE_TABLES; this process
+    # profiles the other tables and takes the child's (the two processes evenly loaded).
+    with ChildExecution(temp, settings, today, with_sha256=False, profile_tables=CHILD_PROFILE_TABLES, now=now) as child:
+        with SQLiteSource(temp) as source:
+            after = profile_source(source, settings, now=now, progress=progress, apart=child)
         phases["profile_output"] = time.monotonic() - mark
         contract, _ = child.result()
         phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile
