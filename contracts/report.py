@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from contracts.executor import FAILED, PASSED, WARNED, CheckResult, ContractRun, SampleRow, TYPE_CHECKS
+from pipeline.child import die_with_parent
 
 GATE_FORMAT = "servicedesk-etl/gate/1"
 
@@ -616,18 +617,6 @@ def _parallel_worth_it(path: Path) -> bool:
     return big and cores > 1 and spare
 
 
-def _die_with_parent() -> None:
-    """A killed gate leaves no checker behind (Linux: PR_SET_PDEATHSIG)."""
-    import signal
-
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-
-
 def _executed(path: str, settings: Any, today: date, with_sha256: bool, profile: tuple[tuple[str, ...], datetime] | None = None) -> bytes:
     """The child's answer, pickled: ``(status, value, profiled)``, ``status, value``
     being ``"ok", (ContractRun, sha256 or None)`` or ``"error", exception``; with
@@ -710,7 +699,7 @@ def _executor_main() -> None:
     import pickle
     import sys
 
-    _die_with_parent()
+    die_with_parent()
     result = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print cannot corrupt the result
     args = pickle.load(sys.stdin.buffer)
@@ -786,7 +775,7 @@ class ChildExecution:
             try:
                 os.close(read)
                 gc.freeze()
-                _die_with_parent()
+                die_with_parent()
                 os.dup2(self.errors.fileno(), 2)
                 os.dup2(2, 1)  # a stray print cannot reach the caller's terminal
                 data = _executed(*self.args, self.profile) if self.profile is not None else _executed(*self.args)
