@@ -100,7 +100,10 @@ class SpawnedCall:
             self.errors.seek(0)
             tail = self.errors.read().decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
             raise ChildFailed(f"{self.function} stopped in its child process (exit code {code}): {tail[0]}")
-        status, payload = pickle.loads(out)
+        try:
+            status, payload = pickle.loads(out)
+        except Exception as exc:  # an exception whose class cannot be rebuilt from its pickle
+            raise ChildFailed(f"{self.function}: its answer cannot be read ({type(exc).__name__}: {exc})") from None
         if status != "ok":
             raise payload
         return payload

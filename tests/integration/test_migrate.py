@@ -185,7 +185,18 @@ def test_parts_load_at_once_and_the_first_loaded_duplicate_stays(tmp_path: Path,
     arrives once (counts and checksums), and of duplicated keys the first occurrence
     the server accepted stays, found by its content (the server's row order is not the
     source's), even when its copies sit in other parts."""
+    import pipeline.migrate as migrate_module
+
     monkeypatch.setattr("pipeline.migrate.PART_ROWS", 7)
+    split = migrate_module._rowid_parts
+    parts: dict[str, int] = {}
+
+    def counted(lite, plan, rows=None):  # noqa: ANN001, ANN202 - a spy on the split
+        found = split(lite, plan, rows)
+        parts[plan.name] = len(found)
+        return found
+
+    monkeypatch.setattr("pipeline.migrate._rowid_parts", counted)
     db = build_clean_db(tmp_path / "dups.db", tickets=40)
     with sqlite3.connect(db) as lite:
         cols = ", ".join(f'"{r[1]}"' for r in lite.execute("PRAGMA table_info(comments)"))
@@ -207,6 +218,7 @@ def test_parts_load_at_once_and_the_first_loaded_duplicate_stays(tmp_path: Path,
     kept = dict(postgresql.execute("SELECT comment_id, comment_text FROM servicedesk.comments WHERE comment_id = ANY(%s)", ([first, second],)).fetchall())
     assert kept == {first: original, second: "the copy that stays"}
     assert postgresql.execute("SELECT count(*) FROM servicedesk_meta.rejects WHERE sqlstate = '23505'").fetchone()[0] == 2
+    assert parts["comments"] > 10 and parts["timesheets"] > 10, parts  # many parts, loaded by three workers
 
 
 def test_a_failing_worker_stops_the_others_and_leaves_no_schema(tmp_path: Path, pg_dsn: str, postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,6 +230,23 @@ def test_a_failing_worker_stops_the_others_and_leaves_no_schema(tmp_path: Path, 
     with pytest.raises(GateFailed) as info:
         migrate(db, pg_dsn, tmp_path, canary=False, on_error="stop", parallel=3)
     assert "timesheets" in str(info.value) and "out of range" in str(info.value)
+    assert schemas(postgresql) == {"servicedesk_meta"}
+
+
+def test_a_table_that_cannot_be_finished_stops_the_load_with_its_own_error(tmp_path: Path, pg_dsn: str, postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A duplicate key with --on-error stop fails the finishing of the table with the most
+    parts (finished first) while the other tables load: that GateFailed is what the run
+    raises (review: the other tables' missing results raised KeyError instead)."""
+    monkeypatch.setattr("pipeline.migrate.PART_ROWS", 20)
+    db = build_clean_db(tmp_path / "dup.db", tickets=400, seed=2)
+    with sqlite3.connect(db) as lite:
+        counts = {t: lite.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("comments", "timesheets")}
+        largest = max(counts, key=counts.get)
+        cols = ", ".join(f'"{r[1]}"' for r in lite.execute(f"PRAGMA table_info({largest})"))
+        lite.execute(f"INSERT INTO {largest} ({cols}) SELECT {cols} FROM {largest} WHERE rowid = 1")
+    with pytest.raises(GateFailed) as info:
+        migrate(db, pg_dsn, tmp_path, canary=False, on_error="stop", parallel=2, settings=Settings().with_overrides(**{"migrate.batch_rows": 5}))
+    assert largest in str(info.value)
     assert schemas(postgresql) == {"servicedesk_meta"}
 
 
