@@ -151,13 +151,11 @@ class SQLiteSource:
         hold NULL only, and asks ``orphan_sample`` only where there are orphans."""
         parts = ["count(*)"] + [f"count({quote_sqlite(c)})" for c in columns]
         params: list[Any] = []
-        for column, target_table, target_column, ignore in references:
-            where, args = self._reference_filter(column, ignore)
-            c = quote_sqlite(column)
-            targets = f"(SELECT {quote_sqlite(target_column)} FROM {quote_sqlite(target_table)} WHERE {quote_sqlite(target_column)} IS NOT NULL)"
+        for reference in references:
+            where, orphan, args = self._reference_sql(*reference)
             # ``orphans``' WHERE as a CASE: the same rows counted in this one scan.
             parts.append(f"coalesce(sum(CASE WHEN {where} THEN 1 ELSE 0 END), 0)")
-            parts.append(f"coalesce(sum(CASE WHEN {where} AND {c} NOT IN {targets} THEN 1 ELSE 0 END), 0)")
+            parts.append(f"coalesce(sum(CASE WHEN {where} AND {orphan} THEN 1 ELSE 0 END), 0)")
             params += args + args
         row = self.conn.execute(f"SELECT {', '.join(parts)} FROM {quote_sqlite(table)}", params).fetchone()
         n = 1 + len(columns)
@@ -165,13 +163,19 @@ class SQLiteSource:
         return row[0], dict(zip(columns, row[1:n])), [(int(refs[i + 1]), int(refs[i])) for i in range(0, len(refs), 2)]
 
     @staticmethod
-    def _reference_filter(column: str, ignore: Sequence[Any]) -> tuple[str, list[Any]]:
-        """The rows ``orphans`` judges: a reference, not one of the ignored values."""
-        c = quote_sqlite(column)
+    def _reference_sql(column: str, target_table: str, target_column: str, ignore: Sequence[Any]) -> tuple[str, str, list[Any]]:
+        """(the rows ``orphans`` judges: a reference, not one of the ignored values; the
+        condition of an orphan among them; the parameters of the first).
+
+        NOT IN over an uncorrelated subquery: SQLite builds one ephemeral index of the
+        targets (n log m). The correlated NOT EXISTS form scanned the target table once
+        per row (n x m: 95 s for 39K timesheets against 3K tickets)."""
+        c, tc = quote_sqlite(column), quote_sqlite(target_column)
         where = f"{c} IS NOT NULL"
         if ignore:
             where += f" AND {c} NOT IN ({', '.join('?' for _ in ignore)})"
-        return where, list(ignore)
+        orphan = f"{c} NOT IN (SELECT {tc} FROM {quote_sqlite(target_table)} WHERE {tc} IS NOT NULL)"
+        return where, orphan, list(ignore)
 
     def iter_batches(
         self, table: str, columns: Sequence[str], batch_rows: int = 50_000, *, limit: int | None = None
@@ -192,11 +196,9 @@ class SQLiteSource:
         ``orphan_sample`` only where there are orphans."""
         parts = [quote_sqlite(c) for c in columns]
         params: list[Any] = []
-        for column, target_table, target_column, ignore in references:
-            where, args = self._reference_filter(column, ignore)
-            c = quote_sqlite(column)
-            targets = f"(SELECT {quote_sqlite(target_column)} FROM {quote_sqlite(target_table)} WHERE {quote_sqlite(target_column)} IS NOT NULL)"
-            parts.append(f"CASE WHEN {where} THEN {c} NOT IN {targets} END")
+        for reference in references:
+            where, orphan, args = self._reference_sql(*reference)
+            parts.append(f"CASE WHEN {where} THEN {orphan} END")
             params += args
         yield from self._batches(table, parts, params, batch_rows, None)
 
@@ -275,16 +277,10 @@ class SQLiteSource:
         ignore: Sequence[Any] = (),
         limit: int = 10,
     ) -> tuple[int, int, list[Any]]:
-        t, c = quote_sqlite(table), quote_sqlite(column)
-        tt, tc = quote_sqlite(target_table), quote_sqlite(target_column)
-        where, params = self._reference_filter(column, ignore)
-        # NOT IN over an uncorrelated subquery: SQLite builds one ephemeral index of the
-        # targets (n log m). The correlated NOT EXISTS form scanned the target table once
-        # per row (n x m: 95 s for 39K timesheets against 3K tickets). Total and orphans
-        # in one scan; the sample only when there are orphans.
-        targets = f"(SELECT {tc} FROM {tt} WHERE {tc} IS NOT NULL)"
+        where, orphan, params = self._reference_sql(column, target_table, target_column, ignore)
+        # Total and orphans in one scan; the sample only when there are orphans.
         total, count = self.conn.execute(
-            f"SELECT count(*), coalesce(sum({c} NOT IN {targets}), 0) FROM {t} WHERE {where}", params
+            f"SELECT count(*), coalesce(sum({orphan}), 0) FROM {quote_sqlite(table)} WHERE {where}", params
         ).fetchone()
         if not count:
             return 0, int(total), []
@@ -294,11 +290,10 @@ class SQLiteSource:
         self, table: str, column: str, target_table: str, target_column: str, ignore: Sequence[Any] = (), limit: int = 10
     ) -> list[Any]:
         """The sample of orphan values ``orphans`` returns (distinct, up to ``limit``)."""
-        t, c = quote_sqlite(table), quote_sqlite(column)
-        tt, tc = quote_sqlite(target_table), quote_sqlite(target_column)
-        where, params = self._reference_filter(column, ignore)
-        targets = f"(SELECT {tc} FROM {tt} WHERE {tc} IS NOT NULL)"
-        sample = self.conn.execute(f"SELECT DISTINCT {c} FROM {t} WHERE {where} AND {c} NOT IN {targets} LIMIT ?", [*params, limit]).fetchall()
+        where, orphan, params = self._reference_sql(column, target_table, target_column, ignore)
+        sample = self.conn.execute(
+            f"SELECT DISTINCT {quote_sqlite(column)} FROM {quote_sqlite(table)} WHERE {where} AND {orphan} LIMIT ?", [*params, limit]
+        ).fetchall()
         return [r[0] for r in sample]
 
     def close(self) -> None:

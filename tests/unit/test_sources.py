@@ -47,20 +47,28 @@ def test_invalid_utf8_reads_as_the_lenient_decoder(tmp_path: Path, bad_at: list[
         assert source.row_count("t") == 50
 
 
-@pytest.mark.parametrize("ignore", [(), (0,), (0, "x")])
-def test_non_null_counts_count_orphans_as_orphans_does(tmp_path: Path, ignore: tuple) -> None:
-    path = tmp_path / "o.db"
+REFERENCES = [1, 5, 0, None, 99, "7", "x", 7.0, 19, 20, 0, None, 3]  # t.ref, five times over
+
+
+def _references_db(path: Path) -> Path:
+    """A table ``t`` (ref, empty, txt) whose refs hit, miss, are NULL or ignored, against a
+    ``target`` with a NULL id and a "7" beside the 7."""
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE target (id, other)")
     con.executemany("INSERT INTO target VALUES (?, ?)", [(i, None) for i in range(1, 20)] + [(None, 1), ("7", 2)])
     con.execute("CREATE TABLE t (ref, empty, txt)")
-    values = [1, 5, 0, None, 99, "7", "x", 7.0, 19, 20, 0, None, 3]
-    con.executemany("INSERT INTO t VALUES (?, NULL, ?)", [(v, f"r{i}") for i, v in enumerate(values * 5)])
+    con.executemany("INSERT INTO t VALUES (?, NULL, ?)", [(v, f"r{i}") for i, v in enumerate(REFERENCES * 5)])
     con.commit()
     con.close()
+    return path
+
+
+@pytest.mark.parametrize("ignore", [(), (0,), (0, "x")])
+def test_non_null_counts_count_orphans_as_orphans_does(tmp_path: Path, ignore: tuple) -> None:
+    path = _references_db(tmp_path / "o.db")
     with SQLiteSource(path) as source:
         rows, filled, counted = source.non_null_counts("t", ["ref", "empty", "txt"], [("ref", "target", "id", ignore), ("txt", "target", "id", ())])
-        assert (rows, filled) == (len(values) * 5, {"ref": 55, "empty": 0, "txt": 65})
+        assert (rows, filled) == (len(REFERENCES) * 5, {"ref": 55, "empty": 0, "txt": 65})
         expected = [source.orphans("t", "ref", "target", "id", ignore, limit=3), source.orphans("t", "txt", "target", "id", (), limit=3)]
         assert counted == [(count, total) for count, total, _ in expected]
         assert source.orphan_sample("t", "ref", "target", "id", ignore, limit=3) == expected[0][2]
@@ -73,14 +81,9 @@ def test_the_streams_orphan_flags_count_as_orphans_does(tmp_path: Path, ignore: 
     """``iter_batches_with_orphans``: the rows of ``iter_batches`` followed by one flag per
     reference, whose sums are ``orphans``' counts (NULL, ignored values, 7 / 7.0 / "7",
     a NULL target), also through the lenient re-read of invalid UTF-8."""
-    path = tmp_path / "o.db"
+    path = _references_db(tmp_path / "o.db")
     con = sqlite3.connect(path)
-    con.execute("CREATE TABLE target (id, other)")
-    con.executemany("INSERT INTO target VALUES (?, ?)", [(i, None) for i in range(1, 20)] + [(None, 1), ("7", 2)])
-    con.execute("CREATE TABLE t (ref, txt)")
-    values = [1, 5, 0, None, 99, "7", "x", 7.0, 19, 20, 0, None, 3]
-    con.executemany("INSERT INTO t VALUES (?, ?)", [(v, f"r{i}") for i, v in enumerate(values * 5)])
-    con.execute("INSERT INTO t VALUES (42, CAST(? AS TEXT))", (b"\xff bad",))
+    con.execute("INSERT INTO t VALUES (42, NULL, CAST(? AS TEXT))", (b"\xff bad",))
     con.commit()
     con.close()
     refs = [("ref", "target", "id", ignore), ("txt", "target", "id", ())]
