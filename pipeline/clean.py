@@ -1528,16 +1528,18 @@ class _NullStream:
 # --- profiling and the gate -----------------------------------------------------------------
 
 
-def _profile(path: Path, settings: Settings, today: date, progress: bool = False) -> Any:
+def _profile(path: Path, settings: Settings, today: date, progress: bool = False, *, now: datetime | None = None, apart: Any = None) -> Any:
     """Gate 1's profile of a database: the same scorer before and after cleaning.
 
     The profiler counts date evidence over every value of a column (types alone are
-    sampled), so its date decisions are safe to clean by.
+    sampled), so its date decisions are safe to clean by. ``now``: the profile's clock
+    (default: ``today`` at the current time); ``apart``: a ``ChildExecution`` profiling
+    some tables with that clock (``profile_source``'s ``apart``).
     """
     from pipeline.profile import profile_source
 
     with SQLiteSource(path) as source:
-        return profile_source(source, settings, now=datetime.combine(today, datetime.now().time()), progress=progress)
+        return profile_source(source, settings, now=now or datetime.combine(today, datetime.now().time()), progress=progress, apart=apart)
 
 
 def profile_from_json(data: dict[str, Any]) -> Any:
@@ -1673,15 +1675,13 @@ def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, ro
         phases["contract_checks"] = time.monotonic() - mark
         return after, contract
     from contracts.report import CHILD_PROFILE_TABLES, ChildExecution
-    from pipeline.profile import profile_source
 
     mark = time.monotonic()
     now = datetime.combine(today, datetime.now().time())
     # The child checks the contracts and profiles CHILD_PROFILE_TABLES; this process
     # profiles the other tables and takes the child's (the two processes evenly loaded).
     with ChildExecution(temp, settings, today, with_sha256=False, profile_tables=CHILD_PROFILE_TABLES, now=now) as child:
-        with SQLiteSource(temp) as source:
-            after = profile_source(source, settings, now=now, progress=progress, apart=child)
+        after = _profile(temp, settings, today, progress, now=now, apart=child)
         phases["profile_output"] = time.monotonic() - mark
         contract, _ = child.result()
         phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile
