@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from contracts.executor import FAILED, PASSED, WARNED, CheckResult, ContractRun, SampleRow, TYPE_CHECKS
-from pipeline.child import die_with_parent
+from pipeline.child import ChildFailed, SpawnedCall, die_with_parent
 
 GATE_FORMAT = "servicedesk-etl/gate/1"
 
@@ -693,20 +693,6 @@ def _executed(path: str, settings: Any, today: date, with_sha256: bool, profile:
         return pickle.dumps((*picklable(payload), picklable(profiled)))  # type: ignore[misc]
 
 
-def _executor_main() -> None:
-    """The child process of ``ChildExecution`` where it cannot fork: (path, settings,
-    today, with_sha256) pickled on stdin; ``_executed``'s answer on stdout."""
-    import pickle
-    import sys
-
-    die_with_parent()
-    result = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print cannot corrupt the result
-    args = pickle.load(sys.stdin.buffer)
-    result.write(_executed(*args))
-    result.close()
-
-
 class ChildExecution:
     """The contract executor (and, with ``with_sha256``, the file's SHA-256) in a child
     process beside the caller's profile: Gate 1 and the cleaner run it so.
@@ -717,7 +703,8 @@ class ChildExecution:
     It runs ``_executed`` only and leaves by ``os._exit``: none of the caller's
     ``finally`` blocks, atexit handlers or finalizers run in it, and ``gc.freeze`` keeps
     the caller's objects out of its garbage collection. Elsewhere a new Python is started
-    as a command (``python -c``), so that the caller's ``__main__`` is never imported again.
+    as a command (``pipeline.child.SpawnedCall``), so that the caller's ``__main__`` is
+    never imported again.
 
     With ``profile_tables`` and ``now``, a forked child also profiles those tables
     (``pipeline.profile.profile_tables``, with the clock ``now``) before its checks:
@@ -740,9 +727,11 @@ class ChildExecution:
         self._answer: tuple | None = None
 
     def __enter__(self) -> "ChildExecution":
-        self.errors = tempfile.TemporaryFile()  # a file, not a pipe: the child never blocks on it
-        self.pid: int | None = None
-        self.child: Any = None
+        self.errors = tempfile.TemporaryFile()  # a file, not a pipe: the forked child never blocks on it
+        self.pid: int | None = None  # forked
+        self.out: Any = None  # the forked child's answer
+        self.call: SpawnedCall | None = None  # spawned
+        self.child: Any = None  # the spawned child's process
         try:
             if _CAN_FORK and _alone():
                 self._fork()
@@ -796,28 +785,13 @@ class ChildExecution:
         self.out = os.fdopen(read, "rb")
 
     def _spawn(self) -> None:
-        import pickle
-        import subprocess
-        import sys
-
-        self.child = subprocess.Popen(
-            [sys.executable, "-c", "from contracts.report import _executor_main; _executor_main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.errors,
-        )
-        assert self.child.stdin is not None
-        self.child.stdin.write(pickle.dumps(self.args))
-        self.child.stdin.close()
-        self.out = self.child.stdout
+        self.call = SpawnedCall("contracts.report:_executed", *self.args).__enter__()
+        self.child = self.call.child
 
     def _wait(self) -> int:
-        if self.pid is not None:
-            _, status = os.waitpid(self.pid, 0)
-            self.pid = None
-            self.returncode = os.waitstatus_to_exitcode(status)
-        elif self.child is not None:
-            self.returncode = self.child.wait()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def _read(self) -> tuple:
@@ -826,12 +800,19 @@ class ChildExecution:
         import pickle
 
         if self._answer is None:
-            out = self.out.read()
-            returncode = self._wait()
+            if self.call is not None:  # spawned: the answer (``_executed``'s bytes) through SpawnedCall
+                try:
+                    out, returncode, tail = self.call.result(), 0, ""
+                except ChildFailed as failed:
+                    out, returncode, tail = b"", failed.code, failed.tail
+            else:
+                out = self.out.read()
+                returncode = self._wait()
+                if returncode != 0 or not out:
+                    self.errors.seek(0)
+                    tail = (self.errors.read().decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"])[0]
             if returncode != 0 or not out:
-                self.errors.seek(0)
-                tail = self.errors.read().decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
-                stopped = RuntimeError(f"the contract checks stopped (exit code {returncode}): {tail[0]}")
+                stopped = RuntimeError(f"the contract checks stopped (exit code {returncode}): {tail}")
                 self._answer = ("error", stopped, ("error", stopped))
             else:
                 self._answer = pickle.loads(out)
@@ -882,9 +863,8 @@ class ChildExecution:
             except ProcessLookupError:  # pragma: no cover - already gone (still to be reaped)
                 pass
             self._wait()
-        elif self.child is not None and self.child.poll() is None:
-            self.child.kill()
-            self.child.wait()
+        elif self.call is not None:
+            self.call.__exit__(*exc)
         if self.out is not None:
             self.out.close()
         self.errors.close()

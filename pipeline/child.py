@@ -40,7 +40,13 @@ def die_with_parent() -> None:
 
 
 class ChildFailed(RuntimeError):
-    """The child process ended without an answer (killed, crashed)."""
+    """The child process ended without an answer (killed, crashed): its exit ``code``
+    and the last line it wrote to stderr (``tail``)."""
+
+    def __init__(self, message: str, code: int | None = None, tail: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.tail = tail
 
 
 class SpawnedCall:
@@ -99,7 +105,7 @@ class SpawnedCall:
         if code != 0 or not out:
             self.errors.seek(0)
             tail = self.errors.read().decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no message"]
-            raise ChildFailed(f"{self.function} stopped in its child process (exit code {code}): {tail[0]}")
+            raise ChildFailed(f"{self.function} stopped in its child process (exit code {code}): {tail[0]}", code, tail[0])
         try:
             status, payload = pickle.loads(out)
         except Exception as exc:  # an exception whose class cannot be rebuilt from its pickle
