@@ -415,13 +415,22 @@ def test_a_nul_byte_never_cuts_a_date_or_number_short(tmp_path: Path, pg_dsn: st
     assert rejected == [("comments", 1), ("comments", 2), ("comments", 3), ("timesheets", 1), ("timesheets", 2)]
 
 
-@pytest.mark.parametrize("row_hash", ["crc32", "md5"])
-def test_both_row_hashes_agree_between_sqlite_and_the_server(
+@pytest.mark.parametrize("row_hash", ["crc32c", "crc32", "md5"])
+def test_every_row_hash_agrees_between_sqlite_and_the_server(
     small_clean_db: Path, pg_dsn: str, tmp_path: Path, row_hash: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """CRC-32 (PostgreSQL 18 and later) and MD5 (older servers): the same checksum computed
-    by Python over SQLite's lines and by the server over the rows it stored; a migration
-    validates with the server's choice (MD5 here by making this server look older)."""
+    """CRC-32C (PostgreSQL 18 and later, google-crc32c in C), CRC-32 (the same servers
+    where google-crc32c has no C build) and MD5 (older servers): the same checksum
+    computed by Python over SQLite's lines and by the server over the rows it stored; a
+    migration validates with the choice for its server (CRC-32 and MD5 here by making
+    the package or the server look older)."""
+    import google_crc32c
+
+    from pipeline import migrate as migrate_module
+
+    assert google_crc32c.implementation == "c" and migrate_module.DEFAULT_ROW_HASH == "crc32c"
+    if row_hash == "crc32":
+        monkeypatch.setattr("pipeline.migrate.DEFAULT_ROW_HASH", "crc32")
     if row_hash == "md5":
         monkeypatch.setattr("pipeline.migrate.CRC32_SINCE", 10**9)
     result = migrate(small_clean_db, pg_dsn, tmp_path, canary=False)
