@@ -82,7 +82,7 @@ from pipeline.child import SpawnedCall
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EtlError, GateFailed, InputFileError, ResourceExhausted, TargetUnavailable
 from pipeline.observe import Progress, current_rss_mb, cyclic_gc_off, stage_trace
-from pipeline.pgschema import TablePlan, add_key, create_indexes, create_table, data_table_plans, qualified
+from pipeline.pgschema import TablePlan, add_key, autovacuum_on, create_indexes, create_table, data_table_plans, qualified
 from pipeline.pgserver import Target, connect, redact, resolve_target
 from pipeline.sources import check_sqlite_file, quote_sqlite, sha256_file
 
@@ -1640,7 +1640,7 @@ def load_schema(
     with connect(conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for plan in plans:
-            conn.execute(create_table(schema, plan))
+            conn.execute(create_table(schema, plan, building=True))
         row_hash = row_hash_for(conn)
     workers = parallel if parallel > 0 else max(2, min(os.cpu_count() or 1, 4))
     lite = _open_sqlite(source)
@@ -1951,6 +1951,8 @@ def cutover(control: "psycopg.Connection", schema: str, version: str, run_id: in
             control.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(schema), sql.Identifier(previous)))
             _ledger_update(control, schema, old_id, status=RETAINED)
         control.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(version), sql.Identifier(schema)))
+        for plan in data_table_plans():  # built with autovacuum off (``create_table``): live now, on again
+            control.execute(autovacuum_on(schema, plan))
         _ledger_update(control, schema, run_id, status=LIVE, cutover_at=datetime.now(timezone.utc))
     log.info("cut over", extra={"live": schema, "version": version, "previous": previous})
     return previous

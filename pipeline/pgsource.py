@@ -223,7 +223,24 @@ class PostgresSource:
             out["null"] = int(total - filled)
         return out
 
+    def _unique_on(self, table: str, columns: Sequence[str]) -> bool:
+        """Whether a valid unique index (the primary key, a UNIQUE constraint) of the table
+        covers only some of ``columns``: rows whose ``columns`` are all filled then never
+        repeat them."""
+        rows = self.conn.execute(
+            "SELECT array_agg(a.attname) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN LATERAL unnest(i.indkey) AS k(attnum) ON true "
+            "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+            "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL "
+            "GROUP BY i.indexrelid HAVING bool_and(k.attnum > 0)",
+            (self.schema, table),
+        ).fetchall()
+        return any(names and set(names) <= set(columns) for (names,) in rows)
+
     def duplicate_keys(self, table: str, key: Sequence[str], limit: int = 10) -> tuple[int, list[tuple]]:
+        if self._unique_on(table, key):
+            return 0, []  # the server keeps them unique: no GROUP BY scan
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in key)
         not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in key)
         groups = sql.SQL("SELECT {cols}, count(*) AS n FROM {t} WHERE {nn} GROUP BY {cols} HAVING count(*) > 1").format(

@@ -216,9 +216,9 @@ def profile_source(
 
     ``full`` (default ``settings.profile.full``) detects types on every value instead of
     the evenly spread sample; ``now`` fixes the clock of the future-date checks.
-    ``apart``: another process profiling some of the tables of this very file beside
+    ``apart``: another process profiling some of the tables of this very database beside
     this one (``contracts.report.ChildExecution`` with ``profile_tables``): its
-    ``apart_tables(path, now, full)`` names the tables it profiles with this clock and
+    ``apart_tables(origin, now, full)`` (``source_origin``) names the tables it profiles with this clock and
     mode (none when they differ), ``table_profiles()`` waits for them
     (``profile_tables``' answer), and ``duplicate_keys(table, key)`` answers the
     multi-column key questions of the other tables (``keys_asked_ahead``; None where it
@@ -235,8 +235,8 @@ def profile_source(
         if name not in present:
             findings.append(_table_finding("MISSING_TABLE", name, "critical"))
     elsewhere: frozenset[str] = frozenset()
-    if apart is not None and isinstance(source, SQLiteSource):
-        elsewhere = frozenset(apart.apart_tables(source.path, now, full))
+    if apart is not None:
+        elsewhere = frozenset(apart.apart_tables(source_origin(source), now, full))
     answered = apart.duplicate_keys if elsewhere else None
     done = profile_tables(source, [n for n in present if n not in elsewhere], settings, full=full, now=now, progress=progress, answered=answered)
     if elsewhere & set(present):
@@ -281,6 +281,14 @@ def profile_source(
         verdict=verdict,
         reasons=reasons,
     )
+
+
+def source_origin(source: Source) -> Any:
+    """Where ``source`` reads (``ChildExecution``'s first argument): a SQLite file's path,
+    or ("postgres", conninfo, schema)."""
+    if isinstance(source, SQLiteSource):
+        return source.path
+    return ("postgres", getattr(source, "conninfo", None), getattr(source, "schema", None))
 
 
 def profile_tables(

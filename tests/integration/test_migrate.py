@@ -541,3 +541,35 @@ def test_known_source_score_and_the_validation_gate_files(small_clean_db: Path, 
     again = migrate(small_clean_db, pg_dsn, tmp_path, canary=False, contracts=True, force=True, source_score=12.5, source_score_sha256="0" * 64)
     assert again.scores["source"] != 12.5 and again.scores["source"] is not None  # computed on the file instead
     assert again.gate is not None and again.gate.passed
+
+
+def test_autovacuum_waits_for_the_cut_over(small_clean_db: Path, pg_dsn: str, postgresql, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version is built and validated with autovacuum off on its tables (a VACUUM of
+    the rows just loaded would compete with the validation for the server's CPU), and
+    the cut-over hands them back to the server's autovacuum settings."""
+    from pipeline import migrate as migrate_module
+
+    def reloptions(schema: str) -> dict[str, list[str] | None]:
+        rows = postgresql.execute(
+            "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,),
+        ).fetchall()
+        return dict(rows)
+
+    seen: dict[str, dict] = {}
+    checksums = migrate_module.compare_checksums
+
+    def spying(conninfo: str, schema: str, *args: object) -> object:
+        seen[schema] = reloptions(schema)
+        return checksums(conninfo, schema, *args)
+
+    monkeypatch.setattr(migrate_module, "compare_checksums", spying)
+    result = migrate(small_clean_db, pg_dsn, tmp_path, canary=True)
+    assert result.status == LIVE
+    names = {p.name for p in data_table_plans()}
+    assert len(seen) == 2  # the canary and the version, while they were validated
+    for options in seen.values():
+        assert {t: o for t, o in options.items() if t in names} == {t: ["autovacuum_enabled=false"] for t in names}
+    live = reloptions("servicedesk")
+    assert {t: live[t] for t in names} == {t: None for t in names}

@@ -342,3 +342,62 @@ def test_profile_of_null_only_columns_counted_not_read(migrated: str, postgresql
     assert fast == whole
     assert any(f["code"] == "ORPHANS" for f in fast["findings"])
     assert fast["tables"]["comments"]["columns"]["team"]["null_count"] == rows
+
+
+def test_a_key_the_server_keeps_unique_is_not_scanned(migrated: str, postgresql: psycopg.Connection) -> None:
+    """Duplicate keys are 0 without a GROUP BY when a valid unique index of the table
+    (the primary key, a UNIQUE constraint) covers only key columns; a partial index or
+    one over an expression proves nothing, and the rows are counted as before."""
+    postgresql.autocommit = True
+    postgresql.execute('CREATE TABLE servicedesk.keyed ("a 1" bigint, b text, c bigint, PRIMARY KEY ("a 1", b))')
+    postgresql.execute("INSERT INTO servicedesk.keyed VALUES (1, 'x', 5), (1, 'y', 5), (2, 'x', 5)")
+    postgresql.execute("CREATE TABLE servicedesk.partial (a bigint, b bigint)")
+    postgresql.execute("CREATE UNIQUE INDEX ON servicedesk.partial (a) WHERE b > 0")
+    postgresql.execute("CREATE UNIQUE INDEX ON servicedesk.partial (a, (b + 0))")
+    postgresql.execute("INSERT INTO servicedesk.partial VALUES (1, 0), (1, -1), (1, -2)")
+    with PostgresSource(migrated, "servicedesk") as pg:
+        statements: list[str] = []
+        execute = pg.conn.execute
+
+        def spying(query, *args, **kwargs):
+            statements.append(query.as_string(pg.conn) if hasattr(query, "as_string") else str(query))
+            return execute(query, *args, **kwargs)
+
+        pg.conn.execute = spying  # type: ignore[method-assign]
+        assert pg.duplicate_keys("keyed", ["a 1", "b"]) == (0, [])
+        assert pg.duplicate_keys("keyed", ["c", "b", "a 1"]) == (0, [])
+        assert pg.duplicate_keys("timesheets", pg.primary_key("timesheets")) == (0, [])
+        assert not any("GROUP BY" in s and "HAVING count(*) > 1" in s for s in statements), statements
+        assert pg.duplicate_keys("keyed", ["c"]) == (2, [(5,)])
+        assert pg.duplicate_keys("partial", ["a"]) == (2, [(1,)])
+
+
+@pytest.mark.parametrize("names", [("tickets",), ("comments", "timesheets")])
+def test_a_forked_child_shares_the_gate_on_postgres(migrated: str, names: tuple[str, ...]) -> None:
+    """The gate on PostgreSQL (``contracts.report``) runs the contract checks and the
+    profile of some tables in a forked child, on its own connections: the profile and
+    the checks are those made in one process; another schema is not the child's."""
+    from contracts import report
+    from contracts.executor import execute
+    from pipeline.config import Settings
+    from pipeline.profile import profile_source, source_origin
+
+    if not report._CAN_FORK:
+        pytest.skip("fork is used on Linux only")
+    settings, today, now = Settings(), date(2026, 11, 27), datetime(2026, 11, 27, 12, 0, 0)
+    with PostgresSource(migrated, "servicedesk") as pg:
+        alone = profile_source(pg, settings, now=now)
+        expected = execute(pg, settings, today=today)
+        origin = source_origin(pg)
+    assert origin == ("postgres", migrated, "servicedesk")
+    full = settings.profile.full
+    with report.ChildExecution(origin, settings, today, profile_tables=names, now=now) as child:
+        assert child.pid is not None  # forked
+        assert child.apart_tables(("postgres", migrated, "elsewhere"), now, full) == frozenset()
+        assert child.apart_tables(origin, now, full) == frozenset(names)
+        with PostgresSource(migrated, "servicedesk") as pg:
+            shared = profile_source(pg, settings, now=now, apart=child)
+        run, digest = child.result()
+    assert digest is None  # no file to hash
+    assert (shared.tables, shared.findings, shared.quality) == (alone.tables, alone.findings, alone.quality)
+    assert run.to_json() == expected.to_json()
