@@ -111,12 +111,8 @@ def qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
-def create_table(schema: str, plan: TablePlan, *, building: bool = False) -> sql.Composed:
-    """``CREATE TABLE`` with contract types and NOT NULL; keys are added after the load.
-
-    ``building``: a version being loaded and validated, with autovacuum off until its
-    cut-over (``autovacuum_on``): a million inserted rows invite a VACUUM, which would
-    take the server's CPU from the validation. ANALYZE is run by the load itself."""
+def create_table(schema: str, plan: TablePlan) -> sql.Composed:
+    """``CREATE TABLE`` with contract types and NOT NULL; keys are added after the load."""
     cols = sql.SQL(", ").join(
         sql.SQL("{} {}{}").format(
             sql.Identifier(name),
@@ -125,13 +121,7 @@ def create_table(schema: str, plan: TablePlan, *, building: bool = False) -> sql
         )
         for name, pgtype, nullable in plan.columns
     )
-    options = sql.SQL(" WITH (autovacuum_enabled = false)") if building else sql.SQL("")
-    return sql.SQL("CREATE TABLE {} ({}){}").format(qualified(schema, plan.name), cols, options)
-
-
-def autovacuum_on(schema: str, plan: TablePlan) -> sql.Composed:
-    """Autovacuum back to the server's settings for a table built with ``building``."""
-    return sql.SQL("ALTER TABLE {} RESET (autovacuum_enabled)").format(qualified(schema, plan.name))
+    return sql.SQL("CREATE TABLE {} ({})").format(qualified(schema, plan.name), cols)
 
 
 def add_key(schema: str, plan: TablePlan) -> sql.Composed | None:
