@@ -39,6 +39,19 @@ def die_with_parent() -> None:
         pass
 
 
+def alone() -> bool:
+    """No other thread in this process but those marked ``fork_safe = True`` (a
+    ``threading.Thread`` attribute their starter sets: threads that take no lock a child
+    could need, e.g. one in ``os.fsync``): a fork is safe. A fork copies the locks other
+    threads hold at that moment, never released in the child: a thread inside SQLite (its
+    memory mutex) left a forked checker waiting forever (the clean's orphan counts in a
+    thread, at 1M rows)."""
+    import threading
+
+    current = threading.current_thread()
+    return all(t is current or getattr(t, "fork_safe", False) is True for t in threading.enumerate())
+
+
 class ChildFailed(RuntimeError):
     """The child process ended without an answer (killed, crashed): its exit ``code``
     and the last line it wrote to stderr (``tail``)."""

@@ -66,6 +66,7 @@ import queue
 import shutil
 import socket
 import sqlite3
+import sys
 import threading
 import time
 import zlib
@@ -80,7 +81,7 @@ from contracts.schemas import contract_for
 from contracts.spec import facts
 from pipeline.child import SpawnedCall
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, EtlError, GateFailed, InputFileError, ResourceExhausted, TargetUnavailable
+from pipeline.errors import ConfigError, EtlError, GateFailed, InputFileError, ResourceExhausted, TargetUnavailable, TryAgain
 from pipeline.observe import Progress, current_rss_mb, cyclic_gc_off, stage_trace
 from pipeline.pgschema import TablePlan, add_key, create_indexes, create_table, data_table_plans, qualified
 from pipeline.pgserver import Target, connect, redact, resolve_target
@@ -694,6 +695,18 @@ class Rejects:
         self.count = 0
         self.first_message: str | None = None
         self._lock = threading.Lock()
+
+    @property
+    def arguments(self) -> tuple[str, str, int, str]:
+        """What a load worker process makes its own ``Rejects`` of."""
+        return (self.conninfo, self.meta, self.run_id, self.on_error)
+
+    def merge(self, part: "_Part") -> None:
+        """Count in the rows a load worker process recorded for one part."""
+        with self._lock:
+            self.count += part.rejected
+            if self.first_message is None:
+                self.first_message = part.first_message
 
     def record(self, schema: str, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]], sqlstate: str, message: str) -> None:
         """``rows`` are (source rowid, *values); each goes in with the server's message."""
@@ -1657,55 +1670,241 @@ def load_schema(
         plan.name: _Table(plan, [f"({where[plan.name]})"] if where and where.get(plan.name) else [], len(parts[plan.name]), LoadOutcome(row_hash=row_hash))
         for plan in plans
     }
-    work: queue.SimpleQueue[tuple[_Table, str]] = queue.SimpleQueue()
     # The table with the most parts first: its key and indexes, the longest to build, are
     # built while the others load, and the last table's finishing is the shortest.
-    for plan in sorted(plans, key=lambda p: -len(parts[p.name])):
-        for condition in parts[plan.name]:
-            work.put((tables[plan.name], condition))
-    stop = threading.Event()  # set when a worker fails: the others stop between batches
+    work = [(plan, tables[plan.name].filters, condition) for plan in sorted(plans, key=lambda p: -len(parts[p.name])) for condition in parts[plan.name]]
     finished: dict[str, Future[LoadOutcome]] = {}
     with (
         cyclic_gc_off(),  # 10% of the loader's CPU at 260K rows (perf)
         Progress(label) as progress,
+        _Workers(min(workers, len(work)), work, (conninfo, source, schema, rejects.arguments, row_hash, data_dir, batch_rows)) as team,
         ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="finish") as finishing,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="load") as pool,
     ):
-
-        def worker() -> None:
-            try:
-                loader = _Loader(conninfo, source, schema, rejects, row_hash, data_dir)
-                try:
-                    while not stop.is_set():
-                        try:
-                            table, condition = work.get_nowait()
-                        except queue.Empty:
-                            return
-                        if table.add(loader.copy(table, condition, batch_rows, progress, stop)):
-                            done = finished[table.plan.name] = finishing.submit(_finish_table, conninfo, source, schema, table, rejects)
-                            done.add_done_callback(lambda f: stop.set() if f.exception() is not None else None)
-                finally:
-                    loader.close()
-            except BaseException:
-                stop.set()
-                raise
-
-        futures = [pool.submit(worker) for _ in range(min(workers, sum(len(p) for p in parts.values())))]
+        errors: list[BaseException] = []
         try:
-            errors = [f.exception() for f in futures]  # waits for every worker
-            errors += [f.exception() for f in list(finished.values())]  # and every finishing
-            real = [e for e in errors if e is not None and not isinstance(e, _Stopped)]
-            for other in real[1:]:  # one error is raised: the others are logged
-                log.warning("another load error", extra={"error": f"{type(other).__name__}: {redact(str(other))[:300]}"})
-            if real:
-                raise real[0]
-            missing = [plan.name for plan in plans if plan.name not in finished]
-            if missing:  # pragma: no cover - every part was taken unless a worker failed
-                raise RuntimeError(f"tables not loaded: {', '.join(missing)}")
-            return {plan.name: finished[plan.name].result() for plan in plans}
+            for name, part, rows in team.messages():
+                if part is None:
+                    progress.advance(rows)
+                    continue
+                rejects.merge(part)
+                table = tables[name]
+                if table.add(part.outcome):
+                    done = finished[name] = finishing.submit(_finish_table, conninfo, source, schema, table, rejects)
+                    done.add_done_callback(lambda f: team.stop() if f.exception() is not None else None)
+            errors += team.errors
+        except BaseException as exc:
+            team.stop()
+            errors.append(exc)
+        errors += [f.exception() for f in list(finished.values())]  # waits for every finishing
+        real = [e for e in errors if e is not None and not isinstance(e, _Stopped)]
+        for other in real[1:]:  # one error is raised: the others are logged
+            log.warning("another load error", extra={"error": f"{type(other).__name__}: {redact(str(other))[:300]}"})
+        if real:
+            raise real[0]
+        missing = [plan.name for plan in plans if plan.name not in finished]
+        if missing:  # pragma: no cover - every part was loaded unless a worker failed
+            raise RuntimeError(f"tables not loaded: {', '.join(missing)}")
+        return {plan.name: finished[plan.name].result() for plan in plans}
+
+
+@dataclass
+class _Part:
+    """What a worker process reports of one loaded part: its outcome and its rejects."""
+
+    outcome: LoadOutcome
+    rejected: int = 0
+    first_message: str | None = None
+
+
+class _Reported:
+    """A worker's progress: rows sent to the parent, which draws the bar."""
+
+    def __init__(self, results: Any) -> None:
+        self.results = results
+
+    def advance(self, rows: int) -> None:
+        self.results.put((None, None, rows))
+
+
+def _load_worker(
+    number: int,
+    work: list[tuple[TablePlan, list[str], str]],
+    taken: Any,
+    results: Any,
+    stopping: Any,
+    arguments: tuple[Any, ...],
+    parent: int | None,
+) -> None:
+    """One load worker process: takes the next part of ``work`` (the shared counter
+    ``taken``) until none is left, loads it (``_Loader.copy``) and sends its ``_Part``;
+    ends with ("end", number, error or None). A process (``parent``: its parent's pid)
+    dies with the migration (SIGKILL)."""
+    if parent is not None:
+        from pipeline.child import die_with_parent
+
+        die_with_parent()
+        if os.getppid() != parent:  # the parent died before the line above
+            os._exit(1)
+    conninfo, source, schema, reject_arguments, row_hash, data_dir, batch_rows = arguments
+    rejects = Rejects(*reject_arguments)
+    error: BaseException | None = None
+    try:
+        loader = _Loader(conninfo, source, schema, rejects, row_hash, data_dir)
+        try:
+            while not stopping.is_set():
+                with taken.get_lock():
+                    index = taken.value
+                    taken.value += 1
+                if index >= len(work):
+                    break
+                plan, filters, condition = work[index]
+                counted = rejects.count
+                outcome = loader.copy(_Table(plan, filters, 1, LoadOutcome(row_hash=row_hash)), condition, batch_rows, _Reported(results), stopping)
+                results.put((plan.name, _Part(outcome, rejects.count - counted, rejects.first_message), 0))
+        finally:
+            loader.close()
+    except BaseException as exc:  # handed to the parent, which raises it
+        error = exc
+    results.put(("end", number, _picklable(error)))
+
+
+def _picklable(error: BaseException | None) -> BaseException | None:
+    """``error`` when it crosses a process boundary as it is, else a RuntimeError with its text."""
+    import pickle
+
+    if error is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - its text, then
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+class _Counter:
+    """``multiprocessing.Value``'s interface for threads: the next part to take."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def get_lock(self) -> threading.Lock:
+        return self._lock
+
+
+class _Workers:
+    """The load's workers (``_load_worker``): processes forked from this one where it runs
+    no other thread (``pipeline.child.alone``), else threads of this process.
+
+    Processes, not threads: each worker's SQLite reader, hashing and COPY threads ran
+    beside the other workers' under one GIL, and the handovers (400,000 futex calls at
+    1M rows) cost more than the work: the load's client CPU 15-16 s -> 8.5 s at 1M rows
+    (28 Nov). A fork is not safe beside another thread, which may hold a lock (SQLite's
+    memory mutex) the worker would then wait for forever; and a new Python ("spawn",
+    "forkserver") would import the caller's script (``__main__``) again in each worker.
+    """
+
+    def __init__(self, count: int, work: list[tuple[TablePlan, list[str], str]], arguments: tuple[Any, ...]) -> None:
+        import multiprocessing
+
+        from pipeline.child import alone
+
+        self.count = count
+        self.forked = _CAN_FORK and alone()
+        parent: int | None = None
+        if self.forked:
+            context = multiprocessing.get_context("fork")
+            self.taken: Any = context.Value("q", 0)
+            self.results: Any = context.Queue()
+            self.stopping: Any = context.Event()
+            make: Any = context.Process
+            parent = os.getpid()
+        else:
+            self.taken, self.results, self.stopping, make = _Counter(), queue.Queue(), threading.Event(), threading.Thread
+        self.errors: list[BaseException] = []
+        self.workers = [
+            make(
+                target=_load_worker,
+                args=(n, work, self.taken, self.results, self.stopping, arguments, parent),
+                name=f"servicedesk-etl load {n}",
+                daemon=True,
+            )
+            for n in range(count)
+        ]
+
+    def __enter__(self) -> "_Workers":
+        import gc
+
+        gc.freeze()  # a forked worker's collections never walk the parent's objects
+        try:
+            for worker in self.workers:
+                worker.start()
         except BaseException:
-            stop.set()
+            self.__exit__()
             raise
+        finally:
+            gc.unfreeze()
+        return self
+
+    def stop(self) -> None:
+        """The workers stop between batches (a failure elsewhere)."""
+        self.stopping.set()
+
+    def _silent(self, n: int) -> str | None:
+        """How worker ``n`` ended without its last message (killed), or None while it runs."""
+        worker = self.workers[n]
+        if self.forked:
+            return None if worker.exitcode is None else f"exit code {worker.exitcode}"
+        return None if worker.is_alive() else "no answer"  # pragma: no cover - a thread always answers
+
+    def messages(self) -> Any:
+        """(table, ``_Part``, 0) per loaded part and (None, None, rows) as rows go, until
+        every worker has ended; a worker's error is kept in ``errors`` and stops the
+        others; a worker that died without a word (killed) is an error too."""
+        ended: set[int] = set()
+        while len(ended) < self.count:
+            try:
+                name, part, rows = self.results.get(timeout=0.5)
+            except queue.Empty:
+                for n in range(self.count):
+                    how = None if n in ended else self._silent(n)
+                    if how is not None:
+                        ended.add(n)
+                        self.errors.append(
+                            TryAgain(
+                                f"load worker {n} ended before its part was loaded ({how})",
+                                "nothing was cut over, and the next run drops what this one built; a worker killed by the "
+                                "kernel's out-of-memory killer shows in `dmesg`: free memory, then run migrate again",
+                            )
+                        )
+                        self.stop()
+                continue
+            if name == "end":
+                ended.add(part)
+                if rows is not None:
+                    self.errors.append(rows)
+                    self.stop()
+                continue
+            yield name, part, rows
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+        deadline = time.monotonic() + 10
+        started = [w for w in self.workers if w.ident is not None]
+        while any(w.is_alive() for w in started) and time.monotonic() < deadline:
+            try:  # drained: a worker process ends only once its last messages are out
+                self.results.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        for worker in started:
+            if self.forked and worker.is_alive():  # pragma: no cover - a worker stuck in a call
+                worker.kill()
+            worker.join()
+        if self.forked:
+            self.results.close()
+
+
+_CAN_FORK = hasattr(os, "fork") and sys.platform == "linux"
 
 
 def _load_all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -231,6 +232,70 @@ def test_a_failing_worker_stops_the_others_and_leaves_no_schema(tmp_path: Path, 
         migrate(db, pg_dsn, tmp_path, canary=False, on_error="stop", parallel=3)
     assert "timesheets" in str(info.value) and "out of range" in str(info.value)
     assert schemas(postgresql) == {"servicedesk_meta"}
+
+
+@pytest.mark.parametrize("mode", ["processes", "threads"])
+def test_load_workers_are_processes_unless_a_thread_runs_beside(
+    tmp_path: Path, pg_dsn: str, postgresql, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The load's workers are forked processes where the migration runs alone (no GIL
+    shared between them), threads of this process where another thread runs (a fork
+    could inherit a lock that thread holds): the same rows and checksums either way."""
+    import threading
+
+    import pipeline.migrate as migrate_module
+
+    monkeypatch.setattr("pipeline.migrate.PART_ROWS", 9)
+    forked: list[bool] = []
+    workers = migrate_module._Workers.__init__
+
+    def spying(self, *args, **kwargs) -> None:  # noqa: ANN001
+        workers(self, *args, **kwargs)
+        forked.append(self.forked)
+
+    monkeypatch.setattr(migrate_module._Workers, "__init__", spying)
+    db = build_clean_db(tmp_path / "w.db", tickets=40)
+    stop = threading.Event()
+    beside = threading.Thread(target=stop.wait)
+    if mode == "threads":
+        beside.start()
+    try:
+        result = migrate(db, pg_dsn, tmp_path, canary=True, parallel=2)
+    finally:
+        stop.set()
+        if beside.ident is not None:
+            beside.join()
+    assert forked == [mode == "processes"] * 2  # the canary's load, then the version's
+    assert all(t.matches for t in result.tables) and all(t.matches for t in result.canary)
+    assert {t.name: t.loaded_rows for t in result.tables} == source_counts(db)
+
+
+def test_a_killed_load_worker_fails_the_run_with_a_remedy(tmp_path: Path, pg_dsn: str, postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process killed mid-load (the kernel's OOM killer) stops the others: the
+    run fails with a message and a remedy, leaves no schema, and the next run loads."""
+    import signal
+
+    import pipeline.migrate as migrate_module
+    from pipeline.errors import TryAgain
+
+    monkeypatch.setattr("pipeline.migrate.PART_ROWS", 5)
+    db = build_clean_db(tmp_path / "k.db", tickets=30)
+    copy = migrate_module._Loader.copy
+    parent = os.getpid()
+
+    def killed(self, table, condition, *args, **kwargs):  # noqa: ANN001, ANN202
+        if os.getpid() != parent and table.plan.name == "comments" and condition.startswith("rowid >="):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return copy(self, table, condition, *args, **kwargs)
+
+    monkeypatch.setattr(migrate_module._Loader, "copy", killed)
+    with pytest.raises(TryAgain) as info:
+        migrate(db, pg_dsn, tmp_path, canary=False, parallel=2)
+    assert "load worker" in str(info.value) and "exit code -9" in str(info.value) and "fix:" in str(info.value)
+    assert schemas(postgresql) == {"servicedesk_meta"}
+    monkeypatch.setattr(migrate_module._Loader, "copy", copy)
+    result = migrate(db, pg_dsn, tmp_path, canary=False, parallel=2)
+    assert {t.name: t.loaded_rows for t in result.tables} == source_counts(db)
 
 
 def test_a_table_that_cannot_be_finished_stops_the_load_with_its_own_error(tmp_path: Path, pg_dsn: str, postgresql, monkeypatch: pytest.MonkeyPatch) -> None:
