@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,18 +94,29 @@ def test_a_failure_on_either_side_leaves_nothing(raw_db: Path, tmp_path: Path, m
     assert not [t for t in threading.enumerate() if t.name.startswith("clean-") and t.is_alive()]
 
 
-def test_the_main_build_failing_stops_the_table_beside(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The main builder fails while the thread is still cleaning: it is told to stop
-    (between chunks, or its statement interrupted) and joined before the error is raised."""
-    started = threading.Event()
+@pytest.mark.parametrize("beside", ["process", "thread"])
+def test_the_main_build_failing_stops_the_table_beside(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, beside: str):
+    """The main builder fails while the builder beside is still cleaning: a forked one is
+    killed and reaped, a thread is told to stop (between chunks, or its statement
+    interrupted) and joined, before the error is raised; nothing is left behind."""
+    import psutil
+
+    import pipeline.child
+
+    if beside == "thread":  # as where another thread runs beside the clean: no fork
+        monkeypatch.setattr(pipeline.child, "alone", lambda: False)
+    started = tmp_path.parent / f"{tmp_path.name}-beside-started"  # a file: seen from a forked builder too
     real = clean._Builder._clean_table
 
     def slow_beside(self: clean._Builder, table: str, schema: object) -> None:
         if self.temp.name.endswith(clean.BESIDE_SUFFIX):
-            started.set()
+            started.touch()
             real(self, table, schema)
         else:
-            assert started.wait(30)
+            deadline = time.monotonic() + 30
+            while not started.exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
             raise KeyboardInterrupt
 
     monkeypatch.setattr(clean._Builder, "_clean_table", slow_beside)
@@ -112,6 +124,7 @@ def test_the_main_build_failing_stops_the_table_beside(raw_db: Path, tmp_path: P
         _run(raw_db, tmp_path / "clean.db", True, monkeypatch, Settings().with_overrides(**{"clean.batch_rows": 10, "clean.health_check_rows": 10}))
     assert list(tmp_path.iterdir()) == []
     assert not [t for t in threading.enumerate() if t.name.startswith("clean-") and t.is_alive()]
+    assert psutil.Process().children() == []  # the forked builder reaped
 
 
 def test_a_scratch_file_of_a_killed_run_is_removed(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
