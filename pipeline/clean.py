@@ -1769,14 +1769,18 @@ def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, ro
         contract = _contract_run(temp, settings, today)
         phases["contract_checks"] = time.monotonic() - mark
         return after, contract
-    from contracts.report import CHILD_PROFILE_TABLES, ChildExecution
+    from contracts.report import CHILD_PROFILE_TABLES, PROFILE_ONLY_TABLES, Apart, ChildExecution
 
     mark = time.monotonic()
     now = datetime.combine(today, datetime.now().time())
-    # The child checks the contracts and profiles CHILD_PROFILE_TABLES; this process
-    # profiles the other tables and takes the child's (the two processes evenly loaded).
-    with ChildExecution(temp, settings, today, with_sha256=False, profile_tables=CHILD_PROFILE_TABLES, now=now) as child:
-        after = _profile(temp, settings, today, progress, now=now, apart=child)
+    # The child checks the contracts and profiles CHILD_PROFILE_TABLES, a second child
+    # profiles PROFILE_ONLY_TABLES (forked only: a new Python profiles nothing); this
+    # process profiles the other tables and takes the children's.
+    with (
+        ChildExecution(temp, settings, today, with_sha256=False, profile_tables=CHILD_PROFILE_TABLES, now=now) as child,
+        ChildExecution(temp, settings, today, with_sha256=False, profile_tables=PROFILE_ONLY_TABLES, now=now, checks=False) as second,
+    ):
+        after = _profile(temp, settings, today, progress, now=now, apart=Apart(child, second))
         phases["profile_output"] = time.monotonic() - mark
         contract, _ = child.result()
         phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile

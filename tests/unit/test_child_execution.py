@@ -195,6 +195,53 @@ def test_tables_profiled_by_the_child_make_the_same_profile(request, db, names, 
     assert [job for job in asked_here if len(job[1]) > 1] == []
 
 
+@pytest.mark.parametrize("db", ["raw_db", "clean_raw_db"])
+def test_a_second_child_that_only_profiles_makes_the_same_profile(request, db) -> None:
+    """The cleaner's output gate: the checker profiles the tickets, a second forked child
+    (``checks=False``) the timesheets, the caller the comments (``Apart``): the profile
+    the caller makes alone and the checker's results; the second child checks nothing;
+    where it cannot fork it starts nothing."""
+    import threading
+    from datetime import date, datetime
+
+    from contracts import report as report_module
+    from contracts.executor import execute
+    from pipeline.config import Settings
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource
+
+    if not report_module._CAN_FORK:
+        pytest.skip("fork is used on Linux only")
+    path = request.getfixturevalue(db)
+    settings, today, now = Settings(), date(2026, 11, 27), datetime(2026, 11, 27, 12, 0, 0)
+    with SQLiteSource(path) as source:
+        alone = profile_source(source, settings, now=now)
+        expected_run = execute(source, settings, today=today)
+    with (
+        report_module.ChildExecution(path, settings, today, with_sha256=False, profile_tables=("tickets",), now=now) as checker,
+        report_module.ChildExecution(path, settings, today, with_sha256=False, profile_tables=("timesheets",), now=now, checks=False) as second,
+    ):
+        assert checker.pid is not None and second.pid is not None  # both forked
+        apart = report_module.Apart(checker, second)
+        assert apart.apart_tables(path, now, settings.profile.full) == frozenset({"tickets", "timesheets"})
+        with SQLiteSource(path) as source:
+            shared = profile_source(source, settings, now=now, apart=apart)
+        run, _ = checker.result()
+        assert second.result() == (None, None)
+    assert _profile_json(shared) == _profile_json(alone)
+    assert run.to_json() == expected_run.to_json()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with report_module.ChildExecution(path, settings, today, with_sha256=False, profile_tables=("timesheets",), now=now, checks=False) as second:
+            assert second.pid is None and second.call is None  # not forked beside a thread: nothing started
+            assert second.apart_tables(path, now, settings.profile.full) == frozenset()
+    finally:
+        stop.set()
+        other.join()
+
+
 def test_the_child_profiles_nothing_for_another_clock_file_or_mode(raw_db, tmp_path) -> None:
     """A profile of another clock, file or detection mode than the child's is made whole
     by the caller (``apart_tables`` names none); a spawned child profiles nothing."""
@@ -253,7 +300,7 @@ def test_a_failing_profile_in_the_child_raises_in_the_callers_profile(raw_db, mo
             profile_source(source, settings, now=now, apart=child)
         run, _ = child.result()
     assert run.results
-    monkeypatch.setattr(report_module, "_executed", lambda *a: os._exit(3))
+    monkeypatch.setattr(report_module, "_executed", lambda *a, **k: os._exit(3))
     with report_module.ChildExecution(raw_db, settings, today, with_sha256=False, profile_tables=("tickets",), now=now) as child:
         with SQLiteSource(raw_db) as source, pytest.raises(RuntimeError, match="exit code 3"):
             profile_source(source, settings, now=now, apart=child)
