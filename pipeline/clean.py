@@ -1543,6 +1543,7 @@ class _Beside:
             try:
                 from pipeline.child import die_with_parent
 
+                gc.freeze()  # again: the ``finally`` above unfroze them here too
                 os.close(read)
                 die_with_parent()
                 self._run()
