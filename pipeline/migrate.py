@@ -1646,12 +1646,13 @@ def load_schema(
     """Create ``schema`` and load every table into it (the load phase).
 
     Each table is cut into rowid ranges (``PART_ROWS``); ``parallel`` workers (default:
-    one per core, at least 2, at most 4), each with its own connections, take the parts
-    one after another and COPY each in its own transaction, so the server and the
-    client keep every core busy until the last part, whatever the tables' sizes. The
-    schema is new and nobody reads it before the cut-over: a failure leaves it to be
-    dropped (``run``, ``recover``). A table whose last part is in is finished (key,
-    indexes, ANALYZE) on a thread of its own while the workers go on.
+    one per core, at least 2, at most 4; processes, see ``_Workers``), each with its own
+    connections, take the parts one after another and COPY each in its own transaction,
+    so the server and the client keep every core busy until the last part, whatever the
+    tables' sizes. The schema is new and nobody reads it before the cut-over: a failure
+    leaves it to be dropped (``run``, ``recover``). A table whose last part is in is
+    finished (key, indexes, VACUUM and ANALYZE) on a thread of this process while the
+    workers go on.
     """
     from psycopg import sql
 
