@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from contracts.executor import FAILED, PASSED, WARNED, CheckResult, ContractRun, SampleRow, TYPE_CHECKS
-from pipeline.child import ChildFailed, SpawnedCall, alone, die_with_parent
+from pipeline.child import CAN_FORK, ChildFailed, SpawnedCall, alone, fork_answer
 
 GATE_FORMAT = "servicedesk-etl/gate/1"
 
@@ -789,44 +789,17 @@ class ChildExecution:
 
     def _fork(self) -> None:
         import contextlib
-        import gc
 
         # The first pandera check imports pandera's pandas check backend, and through
         # pandera.strategies hypothesis: ~0.14 s of CPU, paid here once per process
         # instead of in each child, which is the longer of the two since it also profiles.
         with contextlib.suppress(ImportError):
             import pandera.backends.pandas.builtin_checks  # noqa: F401
-        read, write = os.pipe()
-        try:
-            pid = os.fork()
-        except BaseException:
-            os.close(read)
-            os.close(write)
-            raise
-        if pid == 0:  # the child: never returns
-            code = 1
-            try:
-                os.close(read)
-                gc.freeze()
-                die_with_parent()
-                os.dup2(self.errors.fileno(), 2)
-                os.dup2(2, 1)  # a stray print cannot reach the caller's terminal
-                data = _executed(*self.args, self.profile, checks=self.checks) if self.profile is not None else _executed(*self.args)
-                with os.fdopen(write, "wb") as out:
-                    out.write(data)
-                code = 0
-            except BaseException:  # noqa: BLE001 - reported through the exit code and the errors file
-                try:
-                    import traceback
 
-                    os.write(2, traceback.format_exc().encode("utf-8", "replace"))
-                except BaseException:  # noqa: BLE001
-                    pass
-            finally:
-                os._exit(code)
-        os.close(write)
-        self.pid = pid
-        self.out = os.fdopen(read, "rb")
+        def answer() -> bytes:
+            return _executed(*self.args, self.profile, checks=self.checks) if self.profile is not None else _executed(*self.args)
+
+        self.pid, self.out = fork_answer(answer, errors=self.errors.fileno())
 
     def _spawn(self) -> None:
         self.call = SpawnedCall("contracts.report:_executed", *self.args).__enter__()
@@ -954,8 +927,7 @@ def _same_origin(one: Any, other: Any) -> bool:
 _alone = alone  # where the checkers look it up (tests replace it here)
 
 
-# Fork where it is the platform's way (Linux); macOS' system libraries are not fork-safe.
-_CAN_FORK = hasattr(os, "fork") and os.uname().sysname == "Linux" if hasattr(os, "uname") else False
+_CAN_FORK = CAN_FORK  # where the checkers look it up (tests replace it here)
 
 
 def _case_of(r: CheckResult) -> GateCase:

@@ -24,7 +24,10 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, BinaryIO, Callable
+
+# Fork where it is the platform's way (Linux); macOS' system libraries are not fork-safe.
+CAN_FORK = hasattr(os, "fork") and sys.platform == "linux"
 
 
 def die_with_parent() -> None:
@@ -50,6 +53,63 @@ def alone() -> bool:
 
     current = threading.current_thread()
     return all(t is current or getattr(t, "fork_safe", False) is True for t in threading.enumerate())
+
+
+def picklable_error(error: BaseException | None) -> BaseException | None:
+    """``error`` when it crosses a process boundary as it is, else a RuntimeError with its text."""
+    if error is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - its text, then
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def fork_answer(answer: Callable[[], bytes], errors: int | None = None) -> tuple[int, BinaryIO]:
+    """Fork a child that writes ``answer()`` to a pipe: (its pid, the pipe's read end).
+
+    The child leaves by ``os._exit``: none of the caller's ``finally`` blocks, atexit
+    handlers or finalizers run in it; ``gc.freeze`` keeps the caller's objects out of its
+    collections, and it dies with the caller. ``errors``: a file descriptor that becomes
+    its stderr and stdout (a stray print cannot reach the caller's terminal), where an
+    exception's traceback goes. A child that fails exits 1 without an answer. Fork
+    only where ``alone()`` holds: no thread of the caller holds a lock the child needs.
+    """
+    import gc
+
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(read)
+        os.close(write)
+        raise
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(read)
+            gc.freeze()
+            die_with_parent()
+            if errors is not None:
+                os.dup2(errors, 2)
+                os.dup2(2, 1)
+            data = answer()
+            with os.fdopen(write, "wb") as out:
+                out.write(data)
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported through the exit code (and ``errors``)
+            if errors is not None:  # never the caller's terminal
+                try:
+                    import traceback
+
+                    os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+                except BaseException:  # noqa: BLE001
+                    pass
+        finally:
+            os._exit(code)
+    os.close(write)
+    return pid, os.fdopen(read, "rb")
 
 
 class ChildFailed(RuntimeError):

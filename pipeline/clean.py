@@ -1483,7 +1483,7 @@ class _Beside:
     1.5 s more CPU (28 Nov)."""
 
     def __init__(self, owner: _Builder, tables: Sequence[str]) -> None:
-        from pipeline.child import alone
+        from pipeline.child import CAN_FORK, alone
 
         self.owner = owner
         self.tables = list(tables)
@@ -1497,7 +1497,7 @@ class _Beside:
         self.error: BaseException | None = None
         self.pid: int | None = None  # the forked builder, until it is waited for
         self.thread: threading.Thread | None = None
-        if hasattr(os, "fork") and sys.platform == "linux" and alone():
+        if CAN_FORK and alone():
             self._fork()
         else:
             self.thread = threading.Thread(target=self._run, name="clean-beside", daemon=True)
@@ -1525,42 +1525,15 @@ class _Beside:
             self.error = exc
 
     def _fork(self) -> None:
-        import gc
         import pickle
 
-        read, write = os.pipe()
-        gc.freeze()  # the child's collections never walk the builder's objects
-        try:
-            pid = os.fork()
-        except BaseException:
-            os.close(read)
-            os.close(write)
-            raise
-        finally:
-            gc.unfreeze()
-        if pid == 0:  # the child: never returns; touches none of the parent's connections
-            code = 1
-            try:
-                from pipeline.child import die_with_parent
+        from pipeline.child import fork_answer, picklable_error
 
-                gc.freeze()  # again: the ``finally`` above unfroze them here too
-                os.close(read)
-                die_with_parent()
-                self._run()
-                error = self.error
-                if error is not None:
-                    try:
-                        pickle.dumps(error)
-                    except Exception:  # noqa: BLE001 - its text crosses instead
-                        error = RuntimeError(f"{type(error).__name__}: {error}")
-                with os.fdopen(write, "wb") as out:
-                    pickle.dump((self.rule_rows, self.built, error), out)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        self.pid = pid
-        self._answer = os.fdopen(read, "rb")
+        def answer() -> bytes:  # in the child, which touches none of the parent's connections
+            self._run()
+            return pickle.dumps((self.rule_rows, self.built, picklable_error(self.error)))
+
+        self.pid, self._answer = fork_answer(answer)
 
     def _reap(self) -> None:
         """The forked builder's answer, once it has ended (a killed one raises)."""

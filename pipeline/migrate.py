@@ -66,7 +66,6 @@ import queue
 import shutil
 import socket
 import sqlite3
-import sys
 import threading
 import time
 import zlib
@@ -1740,9 +1739,9 @@ def _load_worker(
     ``taken``) until none is left, loads it (``_Loader.copy``) and sends its ``_Part``;
     ends with ("end", number, error or None). A process (``parent``: its parent's pid)
     dies with the migration (SIGKILL)."""
-    if parent is not None:
-        from pipeline.child import die_with_parent
+    from pipeline.child import die_with_parent, picklable_error
 
+    if parent is not None:
         die_with_parent()
         if os.getppid() != parent:  # the parent died before the line above
             os._exit(1)
@@ -1766,20 +1765,7 @@ def _load_worker(
             loader.close()
     except BaseException as exc:  # handed to the parent, which raises it
         error = exc
-    results.put(("end", number, _picklable(error)))
-
-
-def _picklable(error: BaseException | None) -> BaseException | None:
-    """``error`` when it crosses a process boundary as it is, else a RuntimeError with its text."""
-    import pickle
-
-    if error is None:
-        return None
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:  # noqa: BLE001 - its text, then
-        return RuntimeError(f"{type(error).__name__}: {error}")
+    results.put(("end", number, picklable_error(error)))
 
 
 class _Counter:
@@ -1808,10 +1794,10 @@ class _Workers:
     def __init__(self, count: int, work: list[tuple[TablePlan, list[str], str]], arguments: tuple[Any, ...]) -> None:
         import multiprocessing
 
-        from pipeline.child import alone
+        from pipeline.child import CAN_FORK, alone
 
         self.count = count
-        self.forked = _CAN_FORK and alone()
+        self.forked = CAN_FORK and alone()
         parent: int | None = None
         if self.forked:
             context = multiprocessing.get_context("fork")
@@ -1904,8 +1890,6 @@ class _Workers:
         if self.forked:
             self.results.close()
 
-
-_CAN_FORK = hasattr(os, "fork") and sys.platform == "linux"
 
 
 def _load_all(

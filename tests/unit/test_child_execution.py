@@ -147,20 +147,9 @@ def test_a_failing_fork_leaks_no_descriptor(tmp_path, monkeypatch) -> None:
     assert set(os.listdir("/proc/self/fd")) == before
 
 
-def _profile_json(result) -> dict:
-    data = result.to_json()
-    data.pop("created")
-    return data
-
-
-@pytest.mark.parametrize("names", [("tickets",), ("comments", "timesheets"), ("tickets", "no-such-table")])
-@pytest.mark.parametrize("db", ["raw_db", "clean_raw_db"])
-def test_tables_profiled_by_the_child_make_the_same_profile(request, db, names, monkeypatch) -> None:
-    """``profile_source(..., apart=child)``: the tables the forked checker profiles
-    (``profile_tables``) and the caller's make the profile the caller makes alone, findings
-    and their order, scores and verdict included; the checker's results are unchanged.
-    The multi-column key of a table the caller profiles (timesheets) is asked by the
-    child only (repeated keys in the defective sample, none in the clean one)."""
+def _made_alone(request, db):
+    """(path, settings, today, now, the profile and the contract run made in one process)
+    of the fixture database ``db``; skipped where the checkers are not forked."""
     from datetime import date, datetime
 
     from contracts import report as report_module
@@ -176,6 +165,28 @@ def test_tables_profiled_by_the_child_make_the_same_profile(request, db, names, 
     with SQLiteSource(path) as source:
         alone = profile_source(source, settings, now=now)
         expected_run = execute(source, settings, today=today)
+    return path, settings, today, now, alone, expected_run
+
+
+def _profile_json(result) -> dict:
+    data = result.to_json()
+    data.pop("created")
+    return data
+
+
+@pytest.mark.parametrize("names", [("tickets",), ("comments", "timesheets"), ("tickets", "no-such-table")])
+@pytest.mark.parametrize("db", ["raw_db", "clean_raw_db"])
+def test_tables_profiled_by_the_child_make_the_same_profile(request, db, names, monkeypatch) -> None:
+    """``profile_source(..., apart=child)``: the tables the forked checker profiles
+    (``profile_tables``) and the caller's make the profile the caller makes alone, findings
+    and their order, scores and verdict included; the checker's results are unchanged.
+    The multi-column key of a table the caller profiles (timesheets) is asked by the
+    child only (repeated keys in the defective sample, none in the clean one)."""
+    from contracts import report as report_module
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource
+
+    path, settings, today, now, alone, expected_run = _made_alone(request, db)
     asked_here = []
     own = SQLiteSource.duplicate_keys
 
@@ -202,21 +213,12 @@ def test_a_second_child_that_only_profiles_makes_the_same_profile(request, db) -
     the caller makes alone and the checker's results; the second child checks nothing;
     where it cannot fork it starts nothing."""
     import threading
-    from datetime import date, datetime
 
     from contracts import report as report_module
-    from contracts.executor import execute
-    from pipeline.config import Settings
     from pipeline.profile import profile_source
     from pipeline.sources import SQLiteSource
 
-    if not report_module._CAN_FORK:
-        pytest.skip("fork is used on Linux only")
-    path = request.getfixturevalue(db)
-    settings, today, now = Settings(), date(2026, 11, 27), datetime(2026, 11, 27, 12, 0, 0)
-    with SQLiteSource(path) as source:
-        alone = profile_source(source, settings, now=now)
-        expected_run = execute(source, settings, today=today)
+    path, settings, today, now, alone, expected_run = _made_alone(request, db)
     with (
         report_module.ChildExecution(path, settings, today, with_sha256=False, profile_tables=("tickets",), now=now) as checker,
         report_module.ChildExecution(path, settings, today, with_sha256=False, profile_tables=("timesheets",), now=now, checks=False) as second,
