@@ -21,7 +21,7 @@ import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 import pandas as pd
 import pandera.pandas as pa
@@ -183,12 +183,15 @@ def execute(
     today: date | None = None,
     registry: dict[str, pa.DataFrameSchema] | None = None,
     required_tables: Sequence[str] = DATA_TABLES,
+    only: Collection[str] | None = None,
 ) -> ContractRun:
     """Run every declared check of ``registry`` (default: all contracts) on ``source``.
 
     Tables in ``required_tables`` are checked even when absent (their checks then fail);
     other contract tables are checked when present; tables without a contract get no
-    contract checks (the profiler still looks at them).
+    contract checks (the profiler still looks at them). ``only``: the run covers these
+    tables alone (the others are checked elsewhere, see ``merged_runs``); the references
+    of those it covers still look at every table of ``source``.
     """
     settings = settings or Settings()
     registry = REGISTRY if registry is None else registry
@@ -197,15 +200,43 @@ def execute(
     tables: dict[str, TableRun] = {}
     results: list[CheckResult] = []
     for name in sorted(present):
-        if name not in registry:
+        if name not in registry and (only is None or name in only):
             tables[name] = TableRun(name, True, source.row_count(name), False)
     for name, schema in registry.items():
         if name not in present and name not in required_tables:
+            continue
+        if only is not None and name not in only:
             continue
         checker = _TableChecker(source, name, schema, settings, today, present)
         results.extend(checker.run())
         tables[name] = TableRun(name, name in present, checker.rows, True)
     return ContractRun(source.label, tables, tuple(results), today)
+
+
+def merged_runs(source: str, runs: Sequence[ContractRun], registry: dict[str, pa.DataFrameSchema] | None = None) -> ContractRun:
+    """One run of ``source`` made of runs that each covered some of its tables
+    (``execute(only=...)``), in the order ``execute`` gives a run of them all: the
+    tables without a contract by name, then the contract tables in ``registry`` order."""
+    registry = REGISTRY if registry is None else registry
+    if not runs:
+        raise ValueError("no contract run to merge")
+    today = runs[0].today
+    if any(r.today != today for r in runs):
+        raise ValueError("contract runs of different days cannot be merged")
+    tables = {name: run_.tables[name] for run_ in runs for name in run_.tables}
+    twice = sum(len(r.tables) for r in runs) - len(tables)
+    if twice:
+        raise ValueError(f"{twice} table(s) were checked by more than one of the contract runs merged")
+    uncontracted = sorted(n for n in tables if n not in registry)
+    ordered = {n: tables[n] for n in [*uncontracted, *(n for n in registry if n in tables)]}
+    by_table: dict[str, list[CheckResult]] = {}
+    for run_ in runs:
+        for r in run_.results:
+            by_table.setdefault(r.table, []).append(r)
+    results = tuple(r for n in ordered for r in by_table.pop(n, ()))
+    if by_table:
+        raise ValueError(f"contract results of tables no run covers: {sorted(by_table)}")
+    return ContractRun(source, ordered, results, today)
 
 
 # --- one table ------------------------------------------------------------------------

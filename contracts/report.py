@@ -650,7 +650,14 @@ def _source_class(where: Any) -> tuple[type, tuple[Any, ...]]:
 
 
 def _executed(
-    path: Any, settings: Any, today: date, with_sha256: bool, profile: tuple[tuple[str, ...], datetime] | None = None, *, checks: bool = True
+    path: Any,
+    settings: Any,
+    today: date,
+    with_sha256: bool,
+    profile: tuple[tuple[str, ...], datetime] | None = None,
+    only: tuple[str, ...] | None = None,
+    *,
+    checks: bool = True,
 ) -> bytes:
     """The child's answer (``path``: a SQLite file, or a PostgreSQL origin, see
     ``_source_class``), pickled: ``(status, value, profiled)``, ``status, value``
@@ -662,7 +669,8 @@ def _executed(
     (``pipeline.profile.keys_asked_ahead``, ``settings.profile.example_keys`` sampled),
     taken from the contract checks' own ``unique_key`` question where it found no
     repeated key, else asked. Without ``checks`` (a child that profiles only) the
-    checks' answer is ``"ok", (None, None)`` and no key question is answered."""
+    checks' answer is ``"ok", (None, None)`` and no key question is answered. ``only``:
+    the checks cover these tables alone (``execute(only=...)``)."""
     import pickle
 
     kind, arguments = _source_class(path)
@@ -694,7 +702,7 @@ def _executed(
         payload: tuple[str, Any] = ("ok", (None, None))
         if checks:
             with Remembering(*arguments) as checked:
-                run = execute(checked, settings, today=today)
+                run = execute(checked, settings, today=today, only=only)
             payload = ("ok", (run, sha256_file(path) if with_sha256 else None))
     except Exception as exc:  # noqa: BLE001 - raised again in the parent
         payload = ("error", exc)
@@ -732,6 +740,20 @@ def _executed(
         return pickle.dumps((*picklable(payload), picklable(profiled)))  # type: ignore[misc]
 
 
+def import_checks() -> None:
+    """Import what the contract checks need before forking a child that runs them.
+
+    The first pandera check imports pandera's pandas check backend, and through
+    pandera.strategies hypothesis: ~0.14 s of CPU, paid once per process instead of in
+    each child."""
+    import contextlib
+
+    import contracts.executor  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import pandera.backends.pandas.builtin_checks  # noqa: F401
+
+
 class ChildExecution:
     """The contract executor (and, with ``with_sha256``, the file's SHA-256) in a child
     process beside the caller's profile: Gate 1 and the cleaner run it so, and the gate
@@ -762,9 +784,11 @@ class ChildExecution:
         profile_tables: tuple[str, ...] = (),
         now: datetime | None = None,
         checks: bool = True,
+        only: tuple[str, ...] | None = None,
     ) -> None:
         where = path if isinstance(path, tuple) else str(path)
         self.args = (where, settings, today, with_sha256 and not isinstance(path, tuple))
+        self.only = only  # the checks cover these tables alone (``execute(only=...)``)
         self.profile = (tuple(profile_tables), now) if profile_tables and now is not None else None
         self.checks = checks
         self._answer: tuple | None = None
@@ -788,21 +812,15 @@ class ChildExecution:
         return self
 
     def _fork(self) -> None:
-        import contextlib
-
-        # The first pandera check imports pandera's pandas check backend, and through
-        # pandera.strategies hypothesis: ~0.14 s of CPU, paid here once per process
-        # instead of in each child, which is the longer of the two since it also profiles.
-        with contextlib.suppress(ImportError):
-            import pandera.backends.pandas.builtin_checks  # noqa: F401
+        import_checks()
 
         def answer() -> bytes:
-            return _executed(*self.args, self.profile, checks=self.checks) if self.profile is not None else _executed(*self.args)
+            return _executed(*self.args, self.profile, self.only, checks=self.checks)
 
         self.pid, self.out = fork_answer(answer, errors=self.errors.fileno())
 
     def _spawn(self) -> None:
-        self.call = SpawnedCall("contracts.report:_executed", *self.args).__enter__()
+        self.call = SpawnedCall("contracts.report:_executed", *self.args, None, self.only).__enter__()
         self.child = self.call.child
 
     def _wait(self) -> int:

@@ -76,6 +76,44 @@ def fork_answer(answer: Callable[[], bytes], errors: int | None = None) -> tuple
     exception's traceback goes. A child that fails exits 1 without an answer. Fork
     only where ``alone()`` holds: no thread of the caller holds a lock the child needs.
     """
+
+    def write_all(write: int) -> None:
+        data = answer()
+        with os.fdopen(write, "wb") as out:
+            out.write(data)
+
+    return _fork(write_all, errors)
+
+
+def fork_answers(answers: Callable[[Callable[[bytes], None]], None], errors: int | None = None) -> tuple[int, BinaryIO]:
+    """``fork_answer`` for a child with more than one answer, each ready at its own time:
+    ``answers(send)`` calls ``send(data)`` for each; the caller reads them in order with
+    ``read_answer`` while the child goes on with the next."""
+
+    def framed(write: int) -> None:
+        with os.fdopen(write, "wb", buffering=0) as out:
+
+            def send(data: bytes) -> None:
+                out.write(len(data).to_bytes(8, "big") + data)
+
+            answers(send)
+
+    return _fork(framed, errors)
+
+
+def read_answer(pipe: BinaryIO) -> bytes | None:
+    """The next answer of a ``fork_answers`` child, or None where it ended without one
+    (failed, killed) or sent no more."""
+    head = pipe.read(8)
+    if len(head) < 8:
+        return None
+    size = int.from_bytes(head, "big")
+    data = pipe.read(size)
+    return data if len(data) == size else None
+
+
+def _fork(body: Callable[[int], None], errors: int | None) -> tuple[int, BinaryIO]:
+    """A forked child running ``body(write end of a pipe)``: (its pid, the read end)."""
     import gc
 
     read, write = os.pipe()
@@ -94,9 +132,7 @@ def fork_answer(answer: Callable[[], bytes], errors: int | None = None) -> tuple
             if errors is not None:
                 os.dup2(errors, 2)
                 os.dup2(2, 1)
-            data = answer()
-            with os.fdopen(write, "wb") as out:
-                out.write(data)
+            body(write)
             code = 0
         except BaseException:  # noqa: BLE001 - reported through the exit code (and ``errors``)
             if errors is not None:  # never the caller's terminal

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -842,6 +843,10 @@ class _Builder:
         self.rows_since_check = 0
         self.progress: Progress | None = None
         self.stopping: threading.Event | None = None  # set: a builder beside the main one stops
+        # the clock of the output's profile, for the tables judged beside (``_Beside``);
+        # None: the output's gate judges every table itself
+        self.gate_now: datetime | None = None
+        self.beside: _Beside | None = None  # after a build: the builder beside, still judging its tables
 
     # -- health
 
@@ -897,7 +902,8 @@ class _Builder:
         cleaned = [t for t in tables if REGISTRY.get(t) is not None and t not in VERBATIM_TABLES]
         beside: _Beside | None = None
         if total >= BESIDE_ROWS and len(cleaned) > 1:
-            beside = _Beside(self, cleaned[1:])
+            beside = _Beside(self, cleaned[1:], self.gate_now)
+        built = False
         try:
             self.conn.execute("BEGIN")
             self._create_bookkeeping()
@@ -935,9 +941,13 @@ class _Builder:
             self.conn.execute("COMMIT")
             if beside is not None:
                 self.conn.execute("DETACH DATABASE part")
+            built = True
         finally:
             if beside is not None:
-                beside.stop()  # joined (stopped first if still running), its scratch file removed
+                if built and beside.gated:
+                    self.beside = beside  # still judging its tables: stopped by the caller after the gate
+                else:
+                    beside.stop()  # joined (stopped first if still running), its scratch file removed
 
     def build_beside(self, tables: Sequence[str]) -> int:
         """In ``_Beside``'s thread, into the scratch file: ``tables`` cleaned and their
@@ -1474,15 +1484,23 @@ class _Beside:
     copies the finished tables and their audit and quarantine rows into the output in
     its one transaction (``_Builder._take_beside``). The scratch file is named after the
     output's temporary file (``remove_stale_temps`` removes it after a SIGKILL) and
-    removed by ``stop``, which the main builder calls on success and failure alike. The
-    process or thread has ended before the build returns: nothing runs beside the gate
-    (it forks).
+    removed by ``stop``, which is called on success and failure alike. A thread has
+    ended before the build returns: nothing runs beside the gate (it forks).
 
     A process, not a thread: both builders run Python for every changed value, and
     under one GIL the thread saved 0.1-0.5 s of the build's 3.8-4.7 s at 260K rows for
-    1.5 s more CPU (28 Nov)."""
+    1.5 s more CPU (28 Nov).
 
-    def __init__(self, owner: _Builder, tables: Sequence[str]) -> None:
+    The output's gate beside (``gate_now``: the clock of the output's profile; a forked
+    builder only): once built, the process goes on to judge the tables it built whose
+    references lead only to tables it built too (``gated``), profiling them and running
+    their contract checks on the scratch file, while the main builder still cleans and
+    copies. The output's rows of these tables are the scratch file's, copied record by
+    record with their rowids, and the forked process has this one's string hashes: its
+    answer (``table_profiles``, ``contract_run``) is what the output's gate would find,
+    and that gate judges only the other tables (``_gate_output``)."""
+
+    def __init__(self, owner: _Builder, tables: Sequence[str], gate_now: datetime | None = None) -> None:
         from pipeline.child import CAN_FORK, alone
 
         self.owner = owner
@@ -1497,7 +1515,16 @@ class _Beside:
         self.error: BaseException | None = None
         self.pid: int | None = None  # the forked builder, until it is waited for
         self.thread: threading.Thread | None = None
+        self.gate_now: datetime | None = None
+        self.gated: frozenset[str] = frozenset()
+        self._judged: tuple[Any, Any] | None = None  # (profiles, contract run) of ``gated``
         if CAN_FORK and alone():
+            if gate_now is not None:
+                from contracts.report import import_checks
+
+                self.gate_now = gate_now
+                self.gated = frozenset(_judged_alone(self.tables))
+                import_checks()  # once, for both processes: the output's gate needs them here too
             self._fork()
         else:
             self.thread = threading.Thread(target=self._run, name="clean-beside", daemon=True)
@@ -1527,33 +1554,50 @@ class _Beside:
     def _fork(self) -> None:
         import pickle
 
-        from pipeline.child import fork_answer, picklable_error
+        from contracts.report import _executed
+        from pipeline.child import fork_answers, picklable_error
 
-        def answer() -> bytes:  # in the child, which touches none of the parent's connections
+        def answers(send: Callable[[bytes], None]) -> None:  # in the child, which touches none of the parent's connections
             self._run()
-            return pickle.dumps((self.rule_rows, self.built, picklable_error(self.error)))
+            send(pickle.dumps((self.rule_rows, self.built, picklable_error(self.error))))
+            if self.error is None and self.gated:
+                names = tuple(t for t in self.tables if t in self.gated)
+                owner = self.owner
+                send(_executed(str(self.path.resolve()), owner.settings, owner.today, False, (names, self.gate_now), names))
 
-        self.pid, self._answer = fork_answer(answer)
+        self.pid, self._answer = fork_answers(answers)
 
-    def _reap(self) -> None:
-        """The forked builder's answer, once it has ended (a killed one raises)."""
-        import pickle
-
-        data = self._answer.read()
-        self._answer.close()
+    def _ended(self, what: str) -> TryAgain:
+        """The forked builder ended without its answer: reaped, its error."""
         _, status = os.waitpid(self.pid, 0)  # type: ignore[arg-type]
         self.pid = None
-        if not data:
-            code = os.waitstatus_to_exitcode(status)
-            self.error = TryAgain(
-                f"the builder of {', '.join(self.tables)} (a process beside the clean) ended without an answer (exit code {code})",
-                "nothing was written to --out; a process killed by the kernel's out-of-memory killer shows in `dmesg`: free memory, then run the clean again",
-            )
+        self._answer.close()
+        code = os.waitstatus_to_exitcode(status)
+        return TryAgain(
+            f"the {what} of {', '.join(self.tables)} (a process beside the clean) ended without an answer (exit code {code})",
+            "nothing was written to --out; a process killed by the kernel's out-of-memory killer shows in `dmesg`: free memory, then run the clean again",
+        )
+
+    def _reap(self) -> None:
+        """The forked builder's answer (a killed one's error); it is waited for unless it
+        goes on judging the tables it built."""
+        import pickle
+
+        from pipeline.child import read_answer
+
+        data = read_answer(self._answer)
+        if data is None:
+            self.error = self._ended("builder")
             return
         self.rule_rows, self.built, self.error = pickle.loads(data)
+        if self.error is not None or not self.gated:
+            self.gated = frozenset()
+            self._answer.close()
+            os.waitpid(self.pid, 0)  # type: ignore[arg-type]
+            self.pid = None
 
     def wait(self) -> _BuiltBeside:
-        if self.pid is not None:
+        if self.pid is not None and self.built is None:
             self._reap()
         elif self.thread is not None:
             self.thread.join()
@@ -1562,9 +1606,52 @@ class _Beside:
         assert self.built is not None
         return self.built
 
+    # -- the gate beside, as ``profile_source(apart=)`` sees it
+
+    def apart_tables(self, path: Any, now: datetime, full: bool) -> frozenset[str]:
+        """The tables judged beside (``profile_source``'s ``apart``), with this clock and
+        the settings' detection mode only (else none: the caller profiles them)."""
+        if now != self.gate_now or full != self.owner.settings.profile.full:
+            return frozenset()
+        return self.gated
+
+    def _judgement(self) -> tuple[dict[str, tuple[Any, list[Any]]], Any]:
+        """(profiles, contract run) of the tables judged beside: waits for them, and
+        raises what stopped them."""
+        import pickle
+
+        from pipeline.child import read_answer
+
+        if self._judged is None:
+            if self.pid is None:
+                raise RuntimeError("the tables built beside were not judged there")
+            data = read_answer(self._answer)
+            if data is None:
+                raise self._ended("gate")
+            self._answer.close()
+            os.waitpid(self.pid, 0)
+            self.pid = None
+            status, payload, profiled = pickle.loads(data)
+            if status != "ok":
+                raise payload
+            if profiled[0] != "ok":
+                raise profiled[1]
+            self._judged = (profiled[1][0], payload[0])
+        return self._judged
+
+    def table_profiles(self) -> dict[str, tuple[Any, list[Any]]]:
+        return self._judgement()[0]
+
+    def duplicate_keys(self, table: str, key: tuple[str, ...]) -> None:
+        return None  # the key questions of the other tables are the caller's
+
+    def contract_run(self) -> Any:
+        """The contract checks of the tables judged beside (``execute(only=gated)``)."""
+        return self._judgement()[1]
+
     def stop(self) -> None:
         self.stopping.set()
-        if self.pid is not None:  # still building (the main builder failed): killed
+        if self.pid is not None:  # still building or judging (the main builder or the gate failed): killed
             import signal
 
             try:
@@ -1572,15 +1659,24 @@ class _Beside:
             except ProcessLookupError:  # pragma: no cover - ended meanwhile
                 pass
             try:
-                self._reap()
-            except Exception:  # noqa: BLE001 - an answer cut by the kill: the main builder's error stands
-                self.pid = None
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:  # pragma: no cover - reaped elsewhere
+                pass
+            self.pid = None
+            self._answer.close()
         elif self.thread is not None:
             with self.lock:
                 if self.conn is not None:
                     self.conn.interrupt()  # a statement running now ends with "interrupted"
             self.thread.join()
         _unlink_family(self.path)
+
+
+def _judged_alone(tables: Sequence[str]) -> list[str]:
+    """Those of ``tables`` with a contract whose references all lead into ``tables``:
+    what a gate on them alone finds of them is what a gate on every table finds."""
+    inside = set(tables)
+    return [t for t in tables if t in REGISTRY and all(r.target_table in inside for r in spec.facts(REGISTRY[t]).references)]
 
 
 class _NullStream:
@@ -1715,11 +1811,11 @@ def _score_json(profile: Any) -> dict[str, Any]:
     return {"score": q.score, "grade": q.grade, "dimensions": dict(q.dimensions), "per_table": dict(q.per_table), "verdict": profile.verdict}
 
 
-def _contract_run(path: Path, settings: Settings, today: date) -> Any:
+def _contract_run(path: Path, settings: Settings, today: date, only: Sequence[str] | None = None) -> Any:
     from contracts.executor import execute
 
     with SQLiteSource(path) as source:
-        return execute(source, settings, today=today)
+        return execute(source, settings, today=today, only=only)
 
 
 # From this many rows on, the output's contract checks run in a second process while this
@@ -1728,36 +1824,68 @@ def _contract_run(path: Path, settings: Settings, today: date) -> Any:
 PARALLEL_GATE_ROWS = 100_000
 
 
-def _gate_output(temp: Path, settings: Settings, today: date, progress: bool, rows: int, phases: dict[str, float]) -> tuple[Any, Any]:
+def _gate_output(
+    temp: Path,
+    settings: Settings,
+    today: date,
+    progress: bool,
+    rows: int,
+    phases: dict[str, float],
+    *,
+    now: datetime | None = None,
+    beside: _Beside | None = None,
+) -> tuple[Any, Any]:
     """(profile, contract run) of the finished temporary output.
 
     From ``PARALLEL_GATE_ROWS`` rows on, the contract checks run in a child Python
     process (started as a command, so the caller's ``__main__`` is never imported
-    again) while this one profiles the output.
+    again) while this one profiles the output. ``beside``: the builder beside the build,
+    which judges the tables it built (``_Beside.gated``); this gate judges the others,
+    and takes its profiles and contract checks of those. ``now``: the profile's clock.
     """
-    if rows < PARALLEL_GATE_ROWS:
-        mark = time.monotonic()
-        after = _profile(temp, settings, today, progress)
-        phases["profile_output"] = time.monotonic() - mark
-        mark = time.monotonic()
-        contract = _contract_run(temp, settings, today)
-        phases["contract_checks"] = time.monotonic() - mark
-        return after, contract
-    from contracts.report import CHILD_PROFILE_TABLES, PROFILE_ONLY_TABLES, Apart, ChildExecution
+    import contextlib
 
+    from contracts.executor import merged_runs
+
+    now = now or datetime.combine(today, datetime.now().time())
+    elsewhere = beside.gated if beside is not None else frozenset()
+    only = None
+    if elsewhere:
+        with SQLiteSource(temp) as source:
+            only = tuple(sorted((set(source.tables()) | set(REGISTRY)) - elsewhere))
     mark = time.monotonic()
-    now = datetime.combine(today, datetime.now().time())
-    # The child checks the contracts and profiles CHILD_PROFILE_TABLES, a second child
-    # profiles PROFILE_ONLY_TABLES (forked only: a new Python profiles nothing); this
-    # process profiles the other tables and takes the children's.
-    with (
-        ChildExecution(temp, settings, today, with_sha256=False, profile_tables=CHILD_PROFILE_TABLES, now=now) as child,
-        ChildExecution(temp, settings, today, with_sha256=False, profile_tables=PROFILE_ONLY_TABLES, now=now, checks=False) as second,
-    ):
-        after = _profile(temp, settings, today, progress, now=now, apart=Apart(child, second))
+    if rows < PARALLEL_GATE_ROWS:
+        after = _profile(temp, settings, today, progress, now=now, apart=beside if elsewhere else None)
         phases["profile_output"] = time.monotonic() - mark
-        contract, _ = child.result()
-        phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile
+        mark = time.monotonic()
+        contract = _contract_run(temp, settings, today, only=only)
+        phases["contract_checks"] = time.monotonic() - mark
+    else:
+        from contracts.report import CHILD_PROFILE_TABLES, PROFILE_ONLY_TABLES, Apart, ChildExecution
+
+        # The child checks the contracts and profiles CHILD_PROFILE_TABLES, a second child
+        # profiles PROFILE_ONLY_TABLES (forked only: a new Python profiles nothing); this
+        # process profiles the other tables and takes the children's (and those judged beside).
+        with contextlib.ExitStack() as stack:
+            mine = tuple(t for t in CHILD_PROFILE_TABLES if t not in elsewhere)
+            child = stack.enter_context(ChildExecution(temp, settings, today, with_sha256=False, profile_tables=mine, now=now, only=only))
+            apart: list[Any] = [child]
+            second_tables = tuple(t for t in PROFILE_ONLY_TABLES if t not in elsewhere)
+            if second_tables:
+                apart.append(
+                    stack.enter_context(
+                        ChildExecution(temp, settings, today, with_sha256=False, profile_tables=second_tables, now=now, checks=False)
+                    )
+                )
+            if elsewhere:
+                apart.append(beside)
+            after = _profile(temp, settings, today, progress, now=now, apart=Apart(*apart))
+            phases["profile_output"] = time.monotonic() - mark
+            contract, _ = child.result()
+            phases["contract_checks"] = time.monotonic() - mark  # wall time from the start, beside the profile
+    if elsewhere:
+        assert beside is not None
+        contract = merged_runs(contract.source, [contract, beside.contract_run()])
     return after, contract
 
 
@@ -1901,6 +2029,14 @@ def _abandon(*work: _Background | None) -> None:
                 pass
 
 
+def _stop_beside(builder: _Builder | None) -> None:
+    """The builder beside, still judging its tables after the build: stopped (killed if
+    still running), its scratch file removed."""
+    if builder is not None and builder.beside is not None:
+        beside, builder.beside = builder.beside, None
+        beside.stop()
+
+
 def _check_strategies(cs: CleanSettings) -> None:
     for table, strategy in cs.duplicates_by_table.items():
         if strategy not in STRATEGIES:
@@ -1940,7 +2076,10 @@ def run(config: CleanConfig) -> CleanResult:
     audit_temp = temp_path_for(audit_path) if audit_path is not None else None
     # The source's SHA-256 (for the result, and to tell that a given profile is of this
     # very file) is computed beside the build: hashing 350 MB takes ~1 s at 260K rows.
-    hashing = _Background(sha256_file, source_path.resolve())  # absolute: a gate may change the working folder
+    # Fork-safe (its digest made here): unmarked, it kept the builder beside from
+    # forking (``_Beside``), which then ran as a thread under the build's GIL.
+    # An absolute path: a gate may change the working folder.
+    hashing = _Background(sha256_file, source_path.resolve(), 1 << 20, hashlib.sha256(), fork_safe=True)
     source_sha: str | None = None
     phases: dict[str, float] = {}
     gate2 = config.gate_report is not None or config.gate_junitxml is not None
@@ -1950,6 +2089,9 @@ def run(config: CleanConfig) -> CleanResult:
         if path is not None:
             check_output_path(Path(path), source_path, "the Gate 2 file")
             remove_stale_temps(Path(path))
+    # The clock of the output's profile (its future-date checks), also for the tables
+    # judged beside the build.
+    gate_now = datetime.combine(today, datetime.now().time())
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None
         durable: _Background | None = None
@@ -1973,6 +2115,8 @@ def run(config: CleanConfig) -> CleanResult:
                 if refused is None:
                     with SQLiteSource(source_path) as source:
                         builder = _Builder(config, source, temp, run_id, today, before)
+                        # the tables built beside are judged there (not for the pytest gate of ``run``)
+                        builder.gate_now = None if gate2 else gate_now
                         try:
                             builder.build()
                         finally:
@@ -1983,6 +2127,7 @@ def run(config: CleanConfig) -> CleanResult:
                     unconfirmed = False
                     if _profile_made_of_another_file(before, source_path, source_sha):
                         # cleaned by the profile of another file: thrown away, done again
+                        _stop_beside(builder)
                         _unlink_family(temp)
                         mark = time.monotonic()
                         before = _profile(source_path, settings, today, config.progress)
@@ -2004,8 +2149,9 @@ def run(config: CleanConfig) -> CleanResult:
             if gate2:
                 after, failed, verdict, gate_files = _run_gate2(config, temp, out, today, threshold, phases)
             else:
-                after, contract = _gate_output(temp, settings, today, config.progress, rows_out, phases)
+                after, contract = _gate_output(temp, settings, today, config.progress, rows_out, phases, now=gate_now, beside=builder.beside)
                 failed = contract.failed
+            _stop_beside(builder)
             critical = [r for r in failed if r.severity == "critical"]
             others = [
                 {"id": r.id, "severity": r.severity, "failing": r.failing, "considered": r.considered, "message": r.message}
@@ -2050,6 +2196,7 @@ def run(config: CleanConfig) -> CleanResult:
             _fsync_path(out.parent)
         except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
             _abandon(durable)
+            _stop_beside(builder)
             shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:
@@ -2067,6 +2214,7 @@ def run(config: CleanConfig) -> CleanResult:
             raise
         except BaseException:
             _abandon(durable)
+            _stop_beside(builder)
             shutil.rmtree(_gate_folder_for(out), ignore_errors=True)
             _unlink_family(temp)
             if audit_temp is not None:

@@ -78,8 +78,11 @@ def rising_integers(keys: Sequence[Any], last: Any = None) -> bool:
     return all(map(operator.lt, keys, itertools.islice(keys, 1, None)))
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: str | Path, chunk: int = 1 << 20, digest: Any = None) -> str:
+    """The file's SHA-256 (hex). ``digest``: a new ``hashlib.sha256()`` made by the
+    caller, for a thread that must take no lock a forked child could need: making one
+    fetches the algorithm under OpenSSL's locks, feeding it and reading it take none."""
+    digest = hashlib.sha256() if digest is None else digest
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)

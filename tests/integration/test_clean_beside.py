@@ -53,9 +53,9 @@ def test_the_table_built_beside_gives_the_same_output(raw_db: Path, tmp_path: Pa
     built: list[str] = []
     real_init = clean._Beside.__init__
 
-    def counted(self: clean._Beside, owner: clean._Builder, tables: list[str]) -> None:
+    def counted(self: clean._Beside, owner: clean._Builder, tables: list[str], *rest: object) -> None:
         built.extend(tables)
-        real_init(self, owner, tables)
+        real_init(self, owner, tables, *rest)
 
     monkeypatch.setattr(clean._Beside, "__init__", counted)
     two = _run(raw_db, tmp_path / "two.db", True, monkeypatch, settings)
