@@ -156,3 +156,125 @@ def test_no_duplicates_to_refuse_beside(clean_raw_db: Path, tmp_path: Path, monk
     two = _run(clean_raw_db, tmp_path / "two.db", True, monkeypatch, settings)
     assert _summary(two) == _summary(one)
     assert _digest(tmp_path / "two.db") == _digest(tmp_path / "one.db")
+
+
+# --- the tables judged beside the build (``_Beside.gated``) ---------------------------------
+
+
+def _profile_json(profile) -> dict:
+    import json
+
+    data = json.loads(json.dumps(profile.to_json(), default=str))
+    data.pop("created")  # the time the profile was made
+    return data
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["checker-process", "in-process"])
+def test_the_tables_judged_beside_give_the_gate_of_every_table(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool):
+    """The builder beside profiles and checks the tables it built on its scratch file;
+    the output's gate judges the others and takes these: the same profile and contract
+    run as a gate judging every table of the output."""
+    monkeypatch.setattr(clean, "PARALLEL_GATE_ROWS", 0 if parallel else 10**12)
+    seen: dict[str, object] = {}
+    real = clean._gate_output
+
+    def both(temp, settings, today, progress, rows, phases, *, now=None, beside=None):
+        after, contract = real(temp, settings, today, progress, rows, phases, now=now, beside=beside)
+        seen["gated"] = set(beside.gated) if beside is not None else set()
+        seen["split"] = (_profile_json(after), contract.to_json())
+        whole, run = real(temp, settings, today, progress, rows, {}, now=now)
+        seen["whole"] = (_profile_json(whole), run.to_json())
+        return after, contract
+
+    monkeypatch.setattr(clean, "_gate_output", both)
+    result = _run(raw_db, tmp_path / "clean.db", True, monkeypatch)
+    assert seen["gated"] == {"tickets", "timesheets"}  # comments refer to tickets: judged on the output
+    assert seen["split"] == seen["whole"]
+    assert seen["whole"][1]["results"] and seen["whole"][0]["findings"]
+    assert result.quality_after["score"] == seen["whole"][0]["quality"]["score"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.db"]  # the scratch file removed
+
+
+def test_the_pipeline_gate_judges_every_table_itself(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """With the pytest gate of ``run`` (gate files asked for) nothing is judged beside."""
+    gates: list[object] = []
+    real_init = clean._Beside.__init__
+
+    def recorded(self, owner, tables, gate_now=None):
+        gates.append(gate_now)
+        real_init(self, owner, tables, gate_now)
+
+    monkeypatch.setattr(clean._Beside, "__init__", recorded)
+    monkeypatch.setattr(clean, "BESIDE_ROWS", 0)
+    config = clean.CleanConfig(source=raw_db, out=tmp_path / "clean.db", settings=Settings(), progress=False, gate_report=tmp_path / "gate.json")
+    clean.run(config)
+    assert gates == [None]
+
+
+def _judging_fails(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    import os
+    import signal
+
+    import contracts.report
+
+    real = contracts.report._executed
+
+    def failing(path, *args, **kwargs):
+        if not str(path).endswith(clean.BESIDE_SUFFIX):
+            return real(path, *args, **kwargs)
+        if how == "killed":
+            os.kill(os.getpid(), signal.SIGKILL)
+        from pipeline import profile
+
+        monkeypatch.setattr(profile, "profile_tables", lambda *a, **k: (_ for _ in ()).throw(ValueError("the profile stopped")))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(contracts.report, "_executed", failing)
+
+
+@pytest.mark.parametrize("how", ["killed", "error"])
+def test_the_judging_beside_failing_fails_the_clean_and_leaves_nothing(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str):
+    import psutil
+
+    _judging_fails(monkeypatch, how)
+    if how == "killed":
+        with pytest.raises(clean.TryAgain, match=r"the gate of tickets, timesheets \(a process beside the clean\) ended without an answer \(exit code -9\)"):
+            _run(raw_db, tmp_path / "clean.db", True, monkeypatch)
+    else:
+        with pytest.raises(ValueError, match="the profile stopped"):  # raised again here
+            _run(raw_db, tmp_path / "clean.db", True, monkeypatch)
+    assert list(tmp_path.iterdir()) == []
+    assert psutil.Process().children() == []
+
+
+def test_the_gate_failing_while_the_tables_beside_are_judged_stops_them(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The output's own profile fails while the builder beside still judges its tables:
+    that process is killed and reaped, its scratch file removed, the error raised."""
+    import psutil
+
+    import contracts.report
+
+    real = contracts.report._executed
+
+    def slow(path, *args, **kwargs):
+        if str(path).endswith(clean.BESIDE_SUFFIX):
+            time.sleep(60)  # killed long before
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(contracts.report, "_executed", slow)
+
+    real_profile = clean._profile
+
+    def interrupted(path, *args, **kwargs):
+        if Path(path) == raw_db:  # the source's profile
+            return real_profile(path, *args, **kwargs)
+        assert [p for p in psutil.Process().children() if p.is_running()]  # the builder beside, judging
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clean, "_profile", interrupted)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _run(raw_db, tmp_path / "clean.db", True, monkeypatch)
+    assert time.monotonic() - started < 50  # not waited for
+    assert list(tmp_path.iterdir()) == []
+    assert psutil.Process().children() == []

@@ -90,3 +90,42 @@ def test_the_child_dies_with_its_caller(tmp_path: Path) -> None:
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+def test_a_forked_child_sends_its_answers_one_by_one() -> None:
+    """``fork_answers``: each answer can be read while the child goes on with the next."""
+    from pipeline.child import fork_answers, read_answer
+
+    def answers(send):
+        send(b"first")
+        time.sleep(0.2)
+        send(b"")
+        send(b"x" * 200_000)  # more than a pipe holds
+
+    pid, pipe = fork_answers(answers)
+    try:
+        assert read_answer(pipe) == b"first"
+        assert read_answer(pipe) == b""
+        assert read_answer(pipe) == b"x" * 200_000
+        assert read_answer(pipe) is None  # no more
+    finally:
+        pipe.close()
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_forked_child_that_fails_between_answers_sends_no_more() -> None:
+    from pipeline.child import fork_answers, read_answer
+
+    def answers(send):
+        send(b"built")
+        raise RuntimeError("stopped")
+
+    pid, pipe = fork_answers(answers)
+    try:
+        assert read_answer(pipe) == b"built"
+        assert read_answer(pipe) is None
+    finally:
+        pipe.close()
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1

@@ -465,3 +465,31 @@ def test_typed_integers_judged_at_once_match_the_judgement_of_each(tmp_path: Pat
     failing = {r.id: r.failing for r in fast.results if r.failing}
     assert failing["comments::comment_id::in_range"] == 14, failing
     assert failing["tickets::TKT-Account Id::integer"] == 2, failing
+
+
+def test_runs_of_some_tables_merge_into_the_run_of_them_all(raw_db: Path) -> None:
+    """``execute(only=...)`` on parts of the tables, merged (``merged_runs``), is the run
+    of every table, order included: the clean's gate judges some tables beside its build."""
+    from contracts.executor import merged_runs
+
+    today = date(2026, 11, 28)
+    with SQLiteSource(raw_db) as source:
+        whole = execute(source, Settings(), today=today)
+        beside = execute(source, Settings(), today=today, only=("tickets", "timesheets"))
+        rest = execute(source, Settings(), today=today, only=("comments", "import_metadata"))
+    assert set(beside.tables) == {"tickets", "timesheets"} and {r.table for r in beside.results} == {"tickets", "timesheets"}
+    assert any(r.failing for r in whole.results)  # a run with failures to place
+    for parts in ([beside, rest], [rest, beside]):
+        assert merged_runs(whole.source, parts).to_json() == whole.to_json()
+    with pytest.raises(ValueError, match="more than one"):
+        merged_runs(whole.source, [whole, beside])
+
+
+def test_a_table_of_only_still_checks_its_references_against_every_table(raw_db: Path) -> None:
+    today = date(2026, 11, 28)
+    with SQLiteSource(raw_db) as source:
+        whole = {r.id: r for r in execute(source, Settings(), today=today).results if r.table == "comments"}
+        alone = {r.id: r for r in execute(source, Settings(), today=today, only=("comments",)).results}
+    references = [i for i in whole if "references" in i]
+    assert references and all(alone[i] == whole[i] for i in references)
+    assert alone == whole
