@@ -686,15 +686,6 @@ def _executed(
 
     profiled: tuple[str, Any] | None = None
     tables: dict[str, Any] = {}
-    if profile is not None:
-        try:
-            from pipeline.profile import profile_tables
-
-            names, now = profile
-            with kind(*arguments) as source:
-                tables = profile_tables(source, names, settings, now=now)
-        except Exception as exc:  # noqa: BLE001 - raised again in the parent's profile
-            profiled = ("error", exc)
     try:
         from contracts.executor import execute
         from pipeline.sources import sha256_file
@@ -706,6 +697,21 @@ def _executed(
             payload = ("ok", (run, sha256_file(path) if with_sha256 else None))
     except Exception as exc:  # noqa: BLE001 - raised again in the parent
         payload = ("error", exc)
+
+    def answered(table: str, key: tuple[str, ...]) -> tuple[int, list[tuple]] | None:
+        """A key the checks found no repeat of needs no second GROUP BY in the profile."""
+        seen = asked.get((table, tuple(key)))
+        return (0, []) if seen is not None and seen[0] == 0 else None
+
+    if profile is not None:  # after the checks: their key questions answer the profile's
+        try:
+            from pipeline.profile import profile_tables
+
+            names, now = profile
+            with kind(*arguments) as source:
+                tables = profile_tables(source, names, settings, now=now, answered=answered)
+        except Exception as exc:  # noqa: BLE001 - raised again in the parent's profile
+            profiled = ("error", exc)
     if profile is not None and profiled is None and not checks:
         profiled = ("ok", (tables, {}))
     if profile is not None and profiled is None:

@@ -96,6 +96,8 @@ from pathlib import Path
 proc = psutil.Process()
 peak = [0, 0]  # this process; this process and its children (the contract checker)
 def sample():
+    # reads /proc only, holding no lock a forked child needs: the clean still forks (pipeline.child.alone)
+    threading.current_thread().fork_safe = True
     while True:
         own = proc.memory_info().rss
         total = own
