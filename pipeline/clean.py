@@ -1724,6 +1724,7 @@ def profile_from_json(data: dict[str, Any]) -> Any:
             tables[name] = TableProfile(
                 name=t.get("name", name), rows=t["rows"], has_contract=t["has_contract"], columns=columns,
                 missing_columns=list(t.get("missing_columns", [])), extra_columns=list(t.get("extra_columns", [])),
+                references=list(t.get("references", [])),
             )
         q = data["quality"]
         return ProfileResult(
@@ -1967,7 +1968,18 @@ def _publish_gate_files(files: dict[Path, Path]) -> list[Path]:
     return done
 
 
-def _orphans(path: Path) -> list[dict[str, Any]]:
+ORPHAN_SAMPLE = 5  # orphan values shown per reference in the result
+
+
+def _orphans(path: Path, profile: Any = None, limit: int = 0) -> list[dict[str, Any]]:
+    """Orphans per contract reference of the output. ``profile``: the output's, whose
+    counts (``TableProfile.references``) are taken where it made them all, with a sample
+    at least as long as the one shown (``limit``: its samples' length at most,
+    ``settings.profile.example_keys``), instead of counting again."""
+    if profile is not None and profile.tables:
+        counted = _orphans_of_profile(path, profile, limit)
+        if counted is not None:
+            return counted
     out = []
     with SQLiteSource(path) as source:
         present = set(source.tables())
@@ -1980,7 +1992,7 @@ def _orphans(path: Path) -> list[dict[str, Any]]:
                     continue
                 if ref.target_column not in {c for c, _ in source.columns(ref.target_table)}:
                     continue
-                count, total, sample = source.orphans(table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=5)
+                count, total, sample = source.orphans(table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=ORPHAN_SAMPLE)
                 out.append(
                     {
                         "table": table,
@@ -1990,6 +2002,40 @@ def _orphans(path: Path) -> list[dict[str, Any]]:
                         "references": total,
                         "share": round(count / total, 4) if total else 0.0,
                         "sample": [_jsonable(v) for v in sample],
+                    }
+                )
+    return out
+
+
+def _orphans_of_profile(path: Path, profile: Any, limit: int) -> list[dict[str, Any]] | None:
+    """``_orphans`` from the output's profile (its samples ``limit`` values long at most),
+    or None where it lacks a count or a long enough sample."""
+    out = []
+    with SQLiteSource(path) as source:
+        present = set(source.tables())
+        for table, schema in REGISTRY.items():
+            if table not in present:
+                continue
+            cols = {c for c, _ in source.columns(table)}
+            counted = {(r["column"], r["target"]): r for r in getattr(profile.tables.get(table), "references", None) or []}
+            for ref in spec.facts(schema).references:
+                if ref.column not in cols or ref.target_table not in present:
+                    continue
+                if ref.target_column not in {c for c, _ in source.columns(ref.target_table)}:
+                    continue
+                r = counted.get((ref.column, f"{ref.target_table}.{ref.target_column}"))
+                if r is None or len(r["sample"]) < ORPHAN_SAMPLE and len(r["sample"]) >= limit:
+                    return None
+                count, total = r["orphans"], r["references"]
+                out.append(
+                    {
+                        "table": table,
+                        "column": ref.column,
+                        "target": f"{ref.target_table}.{ref.target_column}",
+                        "orphans": count,
+                        "references": total,
+                        "share": round(count / total, 4) if total else 0.0,
+                        "sample": list(r["sample"][:ORPHAN_SAMPLE]),
                     }
                 )
     return out
@@ -2171,7 +2217,7 @@ def run(config: CleanConfig) -> CleanResult:
                     "run `servicedesk-etl profile` on the source and fix what cleaning cannot (see the findings), "
                     "or lower --quality-threshold if the score is acceptable",
                 )
-            orphans = _orphans(temp)
+            orphans = _orphans(temp, after, settings.profile.example_keys)
             audit_rows = sum(builder.changes.values())
             if audit_temp is not None:
                 _export_audit(temp, run_id, audit_temp)

@@ -99,6 +99,9 @@ class TableProfile:
     columns: dict[str, ColumnProfile]
     missing_columns: list[str] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
+    # each contract reference counted: column, target ("table.column"), orphans,
+    # references (rows with one) and a sample of orphan values
+    references: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -1432,7 +1432,19 @@ def _profile_table(
                 Finding("UNKNOWN_COLUMN", "warning", name, c, nn, round(nn / rows, 6) if rows else 0.0, [], FIXES["UNKNOWN_COLUMN"])
             )
     return (
-        TableProfile(name=name, rows=rows, has_contract=schema is not None, columns=columns, missing_columns=missing, extra_columns=extra),
+        TableProfile(
+            name=name, rows=rows, has_contract=schema is not None, columns=columns, missing_columns=missing, extra_columns=extra,
+            references=[
+                {
+                    "column": ref.column,
+                    "target": f"{ref.target_table}.{ref.target_column}",
+                    "orphans": int(count),
+                    "references": int(total),
+                    "sample": [_key_json(v) for v in sample],
+                }
+                for ref, count, total, sample in orphan_results
+            ],
+        ),
         findings,
     )
 

@@ -191,6 +191,27 @@ def test_orphans_are_counted_and_never_removed(manifest, cleaned, raw_db):
                     if rowid in quarantined:
                         assert not any(q["rule"] == "orphan" for q in cleaned["quarantine"])
     assert orphans[("timesheets", "TS-Crm ID")]["orphans"] > 0
+    # taken from the output's profile: what counting them on the output gives
+    assert result.orphans == clean._orphans(Path(cleaned["out"]))
+
+
+def test_orphans_are_counted_again_where_the_profile_sample_is_too_short(cleaned):
+    """A profile whose orphan samples stop short of the five values shown (example_keys
+    below 5, with more orphan values than that) is not used: the output is counted."""
+    from datetime import datetime
+
+    from pipeline.profile import profile_source
+    from pipeline.sources import SQLiteSource
+
+    out = Path(cleaned["out"])
+    short = Settings().with_overrides(**{"profile.example_keys": 2})
+    with SQLiteSource(out) as source:
+        profile = profile_source(source, short, now=datetime(2026, 11, 28, 12))
+    assert clean._orphans_of_profile(out, profile, 2) is None
+    assert clean._orphans(out, profile, 2) == clean._orphans(out)
+    with SQLiteSource(out) as source:
+        full = profile_source(source, Settings(), now=datetime(2026, 11, 28, 12))
+    assert clean._orphans_of_profile(out, full, 5) == clean._orphans(out)
 
 
 def test_every_change_is_audited_and_every_audit_row_is_a_change(cleaned, raw_db):
