@@ -79,8 +79,9 @@ STRATEGIES = ("keep_latest", "keep_first", "fail")
 MB = 1024 * 1024
 OUTPUT_PAGE_SIZE = 16384  # bytes per page of the output database
 # From this many source rows on, the tables to clean after the first are built beside it
-# by a second SQLite connection in a thread (``_Beside``), into a scratch file then copied
-# into the output; below it the thread and the copy cost more than they save.
+# by a second SQLite connection in a forked process (a thread beside another thread:
+# ``_Beside``), into a scratch file then copied into the output, and judged there for the
+# output's gate; below it the process and the copy cost more than they save.
 BESIDE_ROWS = 100_000
 BESIDE_SUFFIX = "-part"  # the scratch file: the output's temporary file's name + this
 # Below this much available memory on the machine the run stops, whatever the setting.
@@ -897,8 +898,8 @@ class _Builder:
         profiled = getattr(self.profile, "tables", None) or {}
         total = sum(profiled[t].rows if t in profiled else self.source.row_count(t) for t in tables)
         self.health_check()
-        # The tables to clean after the first are built beside it (a second connection in
-        # a thread: SQLite's C code runs without the GIL) when there are enough rows.
+        # The tables to clean after the first are built beside it (``_Beside``: a second
+        # connection in a forked process) when there are enough rows.
         cleaned = [t for t in tables if REGISTRY.get(t) is not None and t not in VERBATIM_TABLES]
         beside: _Beside | None = None
         if total >= BESIDE_ROWS and len(cleaned) > 1:
@@ -950,7 +951,7 @@ class _Builder:
                     beside.stop()  # joined (stopped first if still running), its scratch file removed
 
     def build_beside(self, tables: Sequence[str]) -> int:
-        """In ``_Beside``'s thread, into the scratch file: ``tables`` cleaned and their
+        """In ``_Beside``'s process (or thread), into the scratch file: ``tables`` cleaned and their
         duplicates resolved (strategy ``fail`` aside: the main builder checks those) as
         ``build`` does, the dropped rows listed in ``beside_dropped``; the number of
         quarantine rows written before the duplicates' (those go after every table's)."""
