@@ -775,7 +775,8 @@ class ChildExecution:
     never imported again.
 
     With ``profile_tables`` and ``now``, a forked child also profiles those tables
-    (``pipeline.profile.profile_tables``, with the clock ``now``) before its checks:
+    (``pipeline.profile.profile_tables``, with the clock ``now``) after its checks
+    (whose key questions it reuses):
     pass the object to ``profile_source(..., now=now, apart=child)``, which profiles
     the other tables and takes these from the child. A new Python profiles none (its
     string hashes, hence its distinct-count estimates, would differ from the caller's)."""

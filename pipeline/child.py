@@ -91,10 +91,12 @@ def fork_answers(answers: Callable[[Callable[[bytes], None]], None], errors: int
     ``read_answer`` while the child goes on with the next."""
 
     def framed(write: int) -> None:
-        with os.fdopen(write, "wb", buffering=0) as out:
+        with os.fdopen(write, "wb") as out:
 
             def send(data: bytes) -> None:
-                out.write(len(data).to_bytes(8, "big") + data)
+                out.write(len(data).to_bytes(8, "big"))
+                out.write(data)
+                out.flush()  # every byte written (a buffered writer retries short writes), now
 
             answers(send)
 

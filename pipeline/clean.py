@@ -79,9 +79,9 @@ STRATEGIES = ("keep_latest", "keep_first", "fail")
 MB = 1024 * 1024
 OUTPUT_PAGE_SIZE = 16384  # bytes per page of the output database
 # From this many source rows on, the tables to clean after the first are built beside it
-# by a second SQLite connection in a forked process (a thread beside another thread:
-# ``_Beside``), into a scratch file then copied into the output, and judged there for the
-# output's gate; below it the process and the copy cost more than they save.
+# by a second SQLite connection (``_Beside``: a forked process; a thread where the clean
+# runs beside a thread that is not fork-safe), into a scratch file then copied into the
+# output; below it the process and the copy cost more than they save.
 BESIDE_ROWS = 100_000
 BESIDE_SUFFIX = "-part"  # the scratch file: the output's temporary file's name + this
 # Below this much available memory on the machine the run stops, whatever the setting.
@@ -1480,8 +1480,8 @@ class _BuiltBeside:
 class _Beside:
     """Tables cleaned beside the main build: a ``_Builder`` of its own (its own SQLite
     connections to the source and to a scratch file, its own temporary tables), in a
-    forked process where this one runs no other thread (``pipeline.child.alone``), else
-    in a thread, while the main builder cleans the tables before them. The main builder
+    forked process where this one runs no thread but fork-safe ones (``pipeline.child.alone``:
+    the source's SHA-256, an fsync), else in a thread, while the main builder cleans the tables before them. The main builder
     copies the finished tables and their audit and quarantine rows into the output in
     its one transaction (``_Builder._take_beside``). The scratch file is named after the
     output's temporary file (``remove_stale_temps`` removes it after a SIGKILL) and
@@ -1566,16 +1566,28 @@ class _Beside:
                 owner = self.owner
                 send(_executed(str(self.path.resolve()), owner.settings, owner.today, False, (names, self.gate_now), names))
 
-        self.pid, self._answer = fork_answers(answers)
+        import tempfile
 
-    def _ended(self, what: str) -> TryAgain:
-        """The forked builder ended without its answer: reaped, its error."""
+        self._errors = tempfile.TemporaryFile()  # its traceback, should it fail outside the answers
+        self.pid, self._answer = fork_answers(answers, errors=self._errors.fileno())
+
+    def _ended(self, what: str, tables: Sequence[str]) -> TryAgain:
+        """The forked builder ended without its answer: reaped, its error (the last line
+        it wrote to stderr, where Python's traceback of an error goes)."""
         _, status = os.waitpid(self.pid, 0)  # type: ignore[arg-type]
         self.pid = None
         self._answer.close()
         code = os.waitstatus_to_exitcode(status)
+        self._errors.seek(0)
+        last = (self._errors.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+        self._errors.close()
+        if code > 0 and last:
+            return TryAgain(
+                f"the {what} of {', '.join(tables)} (a process beside the clean) stopped (exit code {code}): {last}",
+                "nothing was written to --out; run the clean again, and report the message if it comes back",
+            )
         return TryAgain(
-            f"the {what} of {', '.join(self.tables)} (a process beside the clean) ended without an answer (exit code {code})",
+            f"the {what} of {', '.join(tables)} (a process beside the clean) ended without an answer (exit code {code})",
             "nothing was written to --out; a process killed by the kernel's out-of-memory killer shows in `dmesg`: free memory, then run the clean again",
         )
 
@@ -1588,7 +1600,7 @@ class _Beside:
 
         data = read_answer(self._answer)
         if data is None:
-            self.error = self._ended("builder")
+            self.error = self._ended("builder", self.tables)
             return
         self.rule_rows, self.built, self.error = pickle.loads(data)
         if self.error is not None or not self.gated:
@@ -1596,6 +1608,7 @@ class _Beside:
             self._answer.close()
             os.waitpid(self.pid, 0)  # type: ignore[arg-type]
             self.pid = None
+            self._errors.close()
 
     def wait(self) -> _BuiltBeside:
         if self.pid is not None and self.built is None:
@@ -1611,7 +1624,9 @@ class _Beside:
 
     def apart_tables(self, path: Any, now: datetime, full: bool) -> frozenset[str]:
         """The tables judged beside (``profile_source``'s ``apart``), with this clock and
-        the settings' detection mode only (else none: the caller profiles them)."""
+        the settings' detection mode only (else none: the caller profiles them). ``path``
+        is not compared: the scratch file is by construction the origin of those tables
+        of the output (``_gate_output`` is given no other)."""
         if now != self.gate_now or full != self.owner.settings.profile.full:
             return frozenset()
         return self.gated
@@ -1628,10 +1643,11 @@ class _Beside:
                 raise RuntimeError("the tables built beside were not judged there")
             data = read_answer(self._answer)
             if data is None:
-                raise self._ended("gate")
+                raise self._ended("gate", sorted(self.gated))
             self._answer.close()
             os.waitpid(self.pid, 0)
             self.pid = None
+            self._errors.close()
             status, payload, profiled = pickle.loads(data)
             if status != "ok":
                 raise payload
@@ -1665,6 +1681,7 @@ class _Beside:
                 pass
             self.pid = None
             self._answer.close()
+            self._errors.close()
         elif self.thread is not None:
             with self.lock:
                 if self.conn is not None:
@@ -1843,7 +1860,8 @@ def _gate_output(
     process (started as a command, so the caller's ``__main__`` is never imported
     again) while this one profiles the output. ``beside``: the builder beside the build,
     which judges the tables it built (``_Beside.gated``); this gate judges the others,
-    and takes its profiles and contract checks of those. ``now``: the profile's clock.
+    and takes its profiles and contract checks of those. ``now``: the profile's clock
+    (``run`` fixes it when the run starts; default: now).
     """
     import contextlib
 
@@ -1981,6 +1999,8 @@ def _orphans(path: Path, profile: Any = None, limit: int = 0) -> list[dict[str, 
         counted = _orphans_of_profile(path, profile, limit)
         if counted is not None:
             return counted
+    from pipeline.profile import _key_json
+
     out = []
     with SQLiteSource(path) as source:
         present = set(source.tables())
@@ -2002,7 +2022,7 @@ def _orphans(path: Path, profile: Any = None, limit: int = 0) -> list[dict[str, 
                         "orphans": count,
                         "references": total,
                         "share": round(count / total, 4) if total else 0.0,
-                        "sample": [_jsonable(v) for v in sample],
+                        "sample": [_key_json(v) for v in sample],  # as the profile writes them
                     }
                 )
     return out
@@ -2025,7 +2045,7 @@ def _orphans_of_profile(path: Path, profile: Any, limit: int) -> list[dict[str, 
                 if ref.target_column not in {c for c, _ in source.columns(ref.target_table)}:
                     continue
                 r = counted.get((ref.column, f"{ref.target_table}.{ref.target_column}"))
-                if r is None or len(r["sample"]) < ORPHAN_SAMPLE and len(r["sample"]) >= limit:
+                if r is None or (len(r["sample"]) < ORPHAN_SAMPLE and len(r["sample"]) >= limit):
                     return None
                 count, total = r["orphans"], r["references"]
                 out.append(
@@ -2136,8 +2156,9 @@ def run(config: CleanConfig) -> CleanResult:
         if path is not None:
             check_output_path(Path(path), source_path, "the Gate 2 file")
             remove_stale_temps(Path(path))
-    # The clock of the output's profile (its future-date checks), also for the tables
-    # judged beside the build.
+    # The clock of the output's profile (its future-date checks), fixed at the start of
+    # the run as ``today`` is: the tables judged beside the build are profiled with it
+    # before the output's gate starts, and the gate's own profile must use the same.
     gate_now = datetime.combine(today, datetime.now().time())
     with stage_trace("clean", log) as trace:
         builder: _Builder | None = None

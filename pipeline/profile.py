@@ -1442,7 +1442,8 @@ def _profile_table(
                     "references": int(total),
                     "sample": [_key_json(v) for v in sample],
                 }
-                for ref, count, total, sample in orphan_results
+                # an empty table: no orphan, no reference
+                for ref, count, total, sample in (orphan_results if rows else [(ref, 0, 0, []) for ref in references])
             ],
         ),
         findings,

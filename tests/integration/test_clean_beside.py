@@ -224,6 +224,8 @@ def _judging_fails(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
             return real(path, *args, **kwargs)
         if how == "killed":
             os.kill(os.getpid(), signal.SIGKILL)
+        if how == "raised":  # outside the answer: the process fails, its traceback on stderr
+            raise RuntimeError("no answer pickled")
         from pipeline import profile
 
         monkeypatch.setattr(profile, "profile_tables", lambda *a, **k: (_ for _ in ()).throw(ValueError("the profile stopped")))
@@ -232,13 +234,16 @@ def _judging_fails(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     monkeypatch.setattr(contracts.report, "_executed", failing)
 
 
-@pytest.mark.parametrize("how", ["killed", "error"])
+@pytest.mark.parametrize("how", ["killed", "raised", "error"])
 def test_the_judging_beside_failing_fails_the_clean_and_leaves_nothing(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str):
     import psutil
 
     _judging_fails(monkeypatch, how)
     if how == "killed":
         with pytest.raises(clean.TryAgain, match=r"the gate of tickets, timesheets \(a process beside the clean\) ended without an answer \(exit code -9\)"):
+            _run(raw_db, tmp_path / "clean.db", True, monkeypatch)
+    elif how == "raised":
+        with pytest.raises(clean.TryAgain, match=r"the gate of tickets, timesheets \(a process beside the clean\) stopped \(exit code 1\): RuntimeError: no answer pickled"):
             _run(raw_db, tmp_path / "clean.db", True, monkeypatch)
     else:
         with pytest.raises(ValueError, match="the profile stopped"):  # raised again here
@@ -278,3 +283,40 @@ def test_the_gate_failing_while_the_tables_beside_are_judged_stops_them(raw_db: 
     assert time.monotonic() - started < 50  # not waited for
     assert list(tmp_path.iterdir()) == []
     assert psutil.Process().children() == []
+
+
+def test_a_builder_beside_in_a_thread_judges_nothing(raw_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Beside a thread that is not fork-safe the builder beside is a thread: it builds
+    only, and the output's gate judges every table."""
+    import pipeline.child
+
+    monkeypatch.setattr(pipeline.child, "alone", lambda: False)
+    seen: list[object] = []
+    real = clean._gate_output
+
+    def recorded(temp, settings, today, progress, rows, phases, *, now=None, beside=None):
+        seen.append(beside)
+        return real(temp, settings, today, progress, rows, phases, now=now, beside=beside)
+
+    monkeypatch.setattr(clean, "_gate_output", recorded)
+    threaded = _run(raw_db, tmp_path / "two.db", True, monkeypatch)
+    assert seen == [None]
+    monkeypatch.undo()
+    forked = _run(raw_db, tmp_path / "one.db", True, monkeypatch)
+    assert _summary(threaded) == _summary(forked)
+    assert threaded.quality_after == forked.quality_after and threaded.contract_failures == forked.contract_failures
+
+
+@pytest.mark.parametrize(
+    ("tables", "judged"),
+    [
+        (["tickets", "timesheets"], ["tickets", "timesheets"]),
+        (["timesheets"], []),  # its tickets are built elsewhere
+        (["comments", "timesheets"], []),
+        (["tickets", "comments"], ["tickets", "comments"]),
+        (["tickets", "import_metadata"], ["tickets", "import_metadata"]),
+        (["tickets", "roster"], ["tickets"]),  # no contract: nothing to judge
+    ],
+)
+def test_the_tables_judged_beside_are_those_whose_references_stay_beside(tables: list[str], judged: list[str]):
+    assert clean._judged_alone(tables) == judged
