@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from contracts.executor import FAILED, PASSED, WARNED, CheckResult, ContractRun, SampleRow, TYPE_CHECKS
 from pipeline.child import CAN_FORK, ChildFailed, SpawnedCall, alone, fork_answer
@@ -676,13 +676,47 @@ def _executed(
     kind, arguments = _source_class(path)
     asked: dict[tuple[str, tuple[str, ...]], tuple[int, list[tuple]]] = {}
 
+    # (table, reference) -> (orphans, references) as the checks' stream counted them
+    counted: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] = {}
+
+    def reference_key(table: str, reference: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        column, target_table, target_column, ignore = reference
+        return table, (column, target_table, target_column, tuple(ignore))
+
     class Remembering(kind):  # type: ignore[misc, valid-type]
-        """Keeps the contract checks' ``duplicate_keys`` answers (in ``asked``)."""
+        """Keeps the contract checks' ``duplicate_keys`` answers (in ``asked``) and the
+        orphan counts of their stream (in ``counted``)."""
 
         def duplicate_keys(self, table: str, key: Any, limit: int = 10) -> tuple[int, list[tuple]]:
             answer = super().duplicate_keys(table, key, limit)
             asked[(table, tuple(key))] = answer
             return answer
+
+        if hasattr(kind, "iter_batches_with_orphans"):
+
+            def iter_batches_with_orphans(self, table: str, columns: Sequence[str], references: Sequence[Any], *args: Any, **kwargs: Any) -> Any:
+                tallies = [[0, 0] for _ in references]
+                width = len(columns)
+                for batch in super().iter_batches_with_orphans(table, columns, references, *args, **kwargs):
+                    for j, tally in enumerate(tallies):
+                        flags = [row[width + j] for row in batch]
+                        tally[0] += flags.count(1)
+                        tally[1] += len(flags) - flags.count(None)
+                    yield batch
+                for reference, (orphans, total) in zip(references, tallies):  # the whole table read
+                    counted[reference_key(table, reference)] = (orphans, total)
+
+    class Reusing(kind):  # type: ignore[misc, valid-type]
+        """The profile's source: the orphans the checks counted are not counted again."""
+
+        if hasattr(kind, "non_null_counts"):
+
+            def non_null_counts(self, table: str, columns: Sequence[str], references: Sequence[Any] = ()) -> Any:
+                keys = [reference_key(table, r) for r in references]
+                if not references or not all(k in counted for k in keys):
+                    return super().non_null_counts(table, columns, references)
+                rows, filled, _ = super().non_null_counts(table, columns, ())
+                return rows, filled, [counted[k] for k in keys]
 
     profiled: tuple[str, Any] | None = None
     tables: dict[str, Any] = {}
@@ -708,7 +742,7 @@ def _executed(
             from pipeline.profile import profile_tables
 
             names, now = profile
-            with kind(*arguments) as source:
+            with Reusing(*arguments) as source:
                 tables = profile_tables(source, names, settings, now=now, answered=answered)
         except Exception as exc:  # noqa: BLE001 - raised again in the parent's profile
             profiled = ("error", exc)

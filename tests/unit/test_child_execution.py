@@ -308,3 +308,38 @@ def test_a_failing_profile_in_the_child_raises_in_the_callers_profile(raw_db, mo
             profile_source(source, settings, now=now, apart=child)
         with pytest.raises(RuntimeError, match="exit code 3"):
             child.result()
+
+
+def test_the_child_profile_takes_the_orphans_its_checks_counted(raw_db, monkeypatch) -> None:
+    """``_executed`` checks first; the orphans their stream counted are not counted again
+    by the profile after them (``non_null_counts`` asked without the references), and
+    the profile is the one made alone."""
+    import json
+    import pickle
+    from datetime import date, datetime
+
+    from contracts import report
+    from pipeline.config import Settings
+    from pipeline.profile import profile_tables
+    from pipeline.sources import SQLiteSource
+
+    settings, now = Settings(), datetime(2026, 11, 28, 12)
+    with SQLiteSource(raw_db) as source:
+        alone = profile_tables(source, ("timesheets", "comments"), settings, now=now)
+    asked: list[tuple[str, int]] = []
+    real = SQLiteSource.non_null_counts
+
+    def recorded(self, table, columns, references=()):
+        asked.append((table, len(references)))
+        return real(self, table, columns, references)
+
+    monkeypatch.setattr(SQLiteSource, "non_null_counts", recorded)
+    status, _, profiled = pickle.loads(report._executed(str(raw_db), settings, date(2026, 11, 28), False, (("timesheets", "comments"), now)))
+    assert status == "ok" and profiled[0] == "ok"
+    assert ("timesheets", 0) in asked and ("comments", 0) in asked and not [a for a in asked if a[1]]
+
+    def as_json(tables):
+        return {t: (json.dumps(p, default=lambda o: getattr(o, "__dict__", str(o)), sort_keys=True), [f.to_json() for f in fs]) for t, (p, fs) in tables.items()}
+
+    assert as_json(profiled[1][0]) == as_json(alone)
+    assert any(r["orphans"] for r in alone["timesheets"][0].references)  # orphans there to count
