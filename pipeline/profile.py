@@ -1225,7 +1225,7 @@ class _DuplicatesAhead:
         self.futures: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.deferred: set[tuple[str, tuple[str, ...]]] = set()
         self.pool: Any = None
-        if type(source) is not SQLiteSource:
+        if not isinstance(source, SQLiteSource):  # subclasses too (the checker child's profile source)
             return
         jobs = keys_asked_ahead(source, tables)
         if not jobs:
