@@ -670,7 +670,9 @@ def _executed(
     taken from the contract checks' own ``unique_key`` question where it found no
     repeated key, else asked. Without ``checks`` (a child that profiles only) the
     checks' answer is ``"ok", (None, None)`` and no key question is answered. ``only``:
-    the checks cover these tables alone (``execute(only=...)``)."""
+    the checks cover these tables alone (``execute(only=...)``). The checks run first:
+    the profile takes their answers to its key questions where they found no repeated
+    key, and the orphan counts of their stream (``Reusing``), instead of asking again."""
     import pickle
 
     kind, arguments = _source_class(path)
@@ -743,7 +745,7 @@ def _executed(
 
             names, now = profile
             with Reusing(*arguments) as source:
-                tables = profile_tables(source, names, settings, now=now, answered=answered)
+                tables = profile_tables(source, names, settings, now=now, answered=answered if checks else None)
         except Exception as exc:  # noqa: BLE001 - raised again in the parent's profile
             profiled = ("error", exc)
     if profile is not None and profiled is None and not checks:

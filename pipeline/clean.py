@@ -1527,8 +1527,9 @@ class _Beside:
                 self.gate_now = gate_now
                 # Not those the output's checker profiles anyway (the tickets): it has
                 # room beside its checks of the main builder's tables, while this process,
-                # from its build on, is the longer of the two (1M rows: 17.2-18.2 s against
-                # 18.2-18.8 s for the clean, /tmp/lead/s6_only_ts.py, 28 Nov).
+                # from its build on, was the longer of the two with them (the whole clean
+                # at 1M rows: 17.2-18.2 s without the tickets here, 18.2-18.8 s with them,
+                # alternating runs, 28 Nov; docs/benchmarks.md, sixth session).
                 self.gated = frozenset(t for t in _judged_alone(self.tables) if t not in CHILD_PROFILE_TABLES)
                 import_checks()  # once, for both processes: the output's gate needs them here too
             self._fork()

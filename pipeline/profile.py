@@ -1216,7 +1216,7 @@ class _DuplicatesAhead:
     """``duplicate_keys`` of every table with a contract key, asked at the start on a
     second connection to the same read-only SQLite file, in a thread: the GROUP BY runs
     in SQLite's C code (the GIL released) beside the Python pass over the values, on the
-    second core (about 2 s of 22 s at 1M rows). Other sources are asked in turn."""
+    second core (about 2 s of 22 s at 1M rows). Other sources (PostgreSQL) are asked in turn."""
 
     def __init__(self, source: Source, tables: list[str], limit: int, answered: Callable[[str, tuple[str, ...]], Any] | None = None) -> None:
         self.source = source

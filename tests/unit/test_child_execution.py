@@ -343,3 +343,31 @@ def test_the_child_profile_takes_the_orphans_its_checks_counted(raw_db, monkeypa
 
     assert as_json(profiled[1][0]) == as_json(alone)
     assert any(r["orphans"] for r in alone["timesheets"][0].references)  # orphans there to count
+
+
+def test_the_child_profile_groups_no_key_its_checks_found_unrepeated(clean_raw_db, monkeypatch) -> None:
+    """On a file without repeated keys each key is grouped once, by the checks: the
+    profile after them takes their answer (the timesheets' four-column key included)."""
+    import pickle
+    from collections import Counter
+    from datetime import date, datetime
+
+    from contracts import report
+    from pipeline.config import Settings
+    from pipeline.sources import SQLiteSource
+
+    grouped: Counter = Counter()
+    real = SQLiteSource.duplicate_keys
+
+    def counted(self, table, key, limit=10):
+        answer = real(self, table, key, limit)
+        grouped[(table, tuple(key))] += 1
+        assert answer[0] == 0  # the defect-free sample
+        return answer
+
+    monkeypatch.setattr(SQLiteSource, "duplicate_keys", counted)
+    names = ("tickets", "comments", "timesheets")
+    status, _, profiled = pickle.loads(report._executed(str(clean_raw_db), Settings(), date(2026, 11, 28), False, (names, datetime(2026, 11, 28, 12))))
+    assert status == "ok" and profiled[0] == "ok"
+    assert grouped[("timesheets", ("TS-User Username", "TS-Date", "TS-Time From", "TS-Crm ID"))] == 1
+    assert max(grouped.values()) == 1
