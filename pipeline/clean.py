@@ -1577,16 +1577,25 @@ class _Beside:
         self._errors = tempfile.TemporaryFile()  # its traceback, should it fail outside the answers
         self.pid, self._answer = fork_answers(answers, errors=self._errors.fileno())
 
-    def _ended(self, what: str, tables: Sequence[str]) -> TryAgain:
-        """The forked builder ended without its answer: reaped, its error (the last line
-        it wrote to stderr, where Python's traceback of an error goes)."""
-        _, status = os.waitpid(self.pid, 0)  # type: ignore[arg-type]
+    def _reaped(self) -> tuple[int, str]:
+        """The forked builder waited for (ended, or killed): its exit code and the last
+        line it wrote to stderr (where Python's traceback of an error goes); its pipe
+        and its stderr file closed."""
+        try:
+            _, status = os.waitpid(self.pid, 0)  # type: ignore[arg-type]
+            code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:  # pragma: no cover - reaped elsewhere
+            code = -1
         self.pid = None
         self._answer.close()
-        code = os.waitstatus_to_exitcode(status)
         self._errors.seek(0)
         last = (self._errors.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
         self._errors.close()
+        return code, last
+
+    def _ended(self, what: str, tables: Sequence[str]) -> TryAgain:
+        """The forked builder ended without its answer: reaped, its error."""
+        code, last = self._reaped()
         if code > 0 and last:
             return TryAgain(
                 f"the {what} of {', '.join(tables)} (a process beside the clean) stopped (exit code {code}): {last}",
@@ -1611,10 +1620,7 @@ class _Beside:
         self.rule_rows, self.built, self.error = pickle.loads(data)
         if self.error is not None or not self.gated:
             self.gated = frozenset()
-            self._answer.close()
-            os.waitpid(self.pid, 0)  # type: ignore[arg-type]
-            self.pid = None
-            self._errors.close()
+            self._reaped()
 
     def wait(self) -> _BuiltBeside:
         if self.pid is not None and self.built is None:
@@ -1650,10 +1656,7 @@ class _Beside:
             data = read_answer(self._answer)
             if data is None:
                 raise self._ended("gate", sorted(self.gated))
-            self._answer.close()
-            os.waitpid(self.pid, 0)
-            self.pid = None
-            self._errors.close()
+            self._reaped()
             status, payload, profiled = pickle.loads(data)
             if status != "ok":
                 raise payload
@@ -1681,13 +1684,7 @@ class _Beside:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:  # pragma: no cover - ended meanwhile
                 pass
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:  # pragma: no cover - reaped elsewhere
-                pass
-            self.pid = None
-            self._answer.close()
-            self._errors.close()
+            self._reaped()
         elif self.thread is not None:
             with self.lock:
                 if self.conn is not None:
@@ -2007,36 +2004,34 @@ def _orphans(path: Path, profile: Any = None, limit: int = 0) -> list[dict[str, 
             return counted
     from pipeline.profile import _key_json
 
-    out = []
-    with SQLiteSource(path) as source:
-        present = set(source.tables())
-        for table, schema in REGISTRY.items():
-            if table not in present:
-                continue
-            cols = {c for c, _ in source.columns(table)}
-            for ref in spec.facts(schema).references:
-                if ref.column not in cols or ref.target_table not in present:
-                    continue
-                if ref.target_column not in {c for c, _ in source.columns(ref.target_table)}:
-                    continue
-                count, total, sample = source.orphans(table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=ORPHAN_SAMPLE)
-                out.append(
-                    {
-                        "table": table,
-                        "column": ref.column,
-                        "target": f"{ref.target_table}.{ref.target_column}",
-                        "orphans": count,
-                        "references": total,
-                        "share": round(count / total, 4) if total else 0.0,
-                        "sample": [_key_json(v) for v in sample],  # as the profile writes them
-                    }
-                )
-    return out
+    def count(source: SQLiteSource, table: str, ref: Any) -> tuple[int, int, list[Any]]:
+        n, total, sample = source.orphans(table, ref.column, ref.target_table, ref.target_column, ignore=ref.ignore, limit=ORPHAN_SAMPLE)
+        return n, total, [_key_json(v) for v in sample]  # as the profile writes them
+
+    return _reference_orphans(path, count)  # type: ignore[return-value]
 
 
 def _orphans_of_profile(path: Path, profile: Any, limit: int) -> list[dict[str, Any]] | None:
     """``_orphans`` from the output's profile (its samples ``limit`` values long at most),
     or None where it lacks a count or a long enough sample."""
+
+    def counted(source: SQLiteSource, table: str, ref: Any) -> tuple[int, int, list[Any]] | None:
+        target = f"{ref.target_table}.{ref.target_column}"
+        made = getattr(profile.tables.get(table), "references", None) or []
+        r = next((r for r in made if (r["column"], r["target"]) == (ref.column, target)), None)
+        if r is None or (len(r["sample"]) < ORPHAN_SAMPLE and len(r["sample"]) >= limit):
+            return None
+        return r["orphans"], r["references"], r["sample"]
+
+    return _reference_orphans(path, counted)
+
+
+def _reference_orphans(
+    path: Path, count: Callable[[SQLiteSource, str, Any], tuple[int, int, list[Any]] | None]
+) -> list[dict[str, Any]] | None:
+    """The result's orphans of each contract reference the output can answer (its
+    column and its target present), ``count(source, table, reference)`` giving
+    (orphans, references, JSON-ready sample); None as soon as ``count`` has no answer."""
     out = []
     with SQLiteSource(path) as source:
         present = set(source.tables())
@@ -2044,25 +2039,24 @@ def _orphans_of_profile(path: Path, profile: Any, limit: int) -> list[dict[str, 
             if table not in present:
                 continue
             cols = {c for c, _ in source.columns(table)}
-            counted = {(r["column"], r["target"]): r for r in getattr(profile.tables.get(table), "references", None) or []}
             for ref in spec.facts(schema).references:
                 if ref.column not in cols or ref.target_table not in present:
                     continue
                 if ref.target_column not in {c for c, _ in source.columns(ref.target_table)}:
                     continue
-                r = counted.get((ref.column, f"{ref.target_table}.{ref.target_column}"))
-                if r is None or (len(r["sample"]) < ORPHAN_SAMPLE and len(r["sample"]) >= limit):
+                answer = count(source, table, ref)
+                if answer is None:
                     return None
-                count, total = r["orphans"], r["references"]
+                n, total, sample = answer
                 out.append(
                     {
                         "table": table,
                         "column": ref.column,
                         "target": f"{ref.target_table}.{ref.target_column}",
-                        "orphans": count,
+                        "orphans": n,
                         "references": total,
-                        "share": round(count / total, 4) if total else 0.0,
-                        "sample": list(r["sample"][:ORPHAN_SAMPLE]),
+                        "share": round(n / total, 4) if total else 0.0,
+                        "sample": list(sample[:ORPHAN_SAMPLE]),
                     }
                 )
     return out
